@@ -1,0 +1,1 @@
+"""Content keys, single-flight, the memory tier and the object stores."""

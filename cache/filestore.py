@@ -1,0 +1,93 @@
+"""The file store: each original beside its metadata, written atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import mimetypes
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .keys import is_key
+from .store import StoredOriginal, StoreUnavailable
+
+EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/avif": ".avif",
+}
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.originals = root / "originals"
+
+    def _dir(self, key: str) -> Path:
+        if not is_key(key):
+            raise ValueError("not a content key")
+        return self.originals / key[:2]
+
+    async def get(self, key: str) -> StoredOriginal | None:
+        return await asyncio.to_thread(self._get, key)
+
+    def _get(self, key: str) -> StoredOriginal | None:
+        folder = self._dir(key)
+        try:
+            meta = orjson.loads((folder / f"{key}.json").read_bytes())
+            data = (folder / meta["file"]).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return StoredOriginal(key, data, meta)
+
+    async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
+        await asyncio.to_thread(self._put, key, data, meta)
+
+    def _put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
+        folder = self._dir(key)
+        ext = EXTENSIONS.get(meta.get("content_type", ""), "") or (
+            mimetypes.guess_extension(meta.get("content_type", "")) or ".bin"
+        )
+        name = f"{key}{ext}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            # The image first, then the metadata that names it: a reader finds both or neither.
+            _atomic_write(folder / name, data)
+            _atomic_write(folder / f"{key}.json", orjson.dumps({**meta, "file": name}))
+        except OSError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def check(self) -> dict[str, Any]:
+        def probe() -> dict[str, Any]:
+            self.originals.mkdir(parents=True, exist_ok=True)
+            ok = os.access(self.originals, os.W_OK)
+            return {"status": "ok" if ok else "degraded", "kind": "file", "path": str(self.root)}
+
+        try:
+            return await asyncio.to_thread(probe)
+        except OSError as exc:
+            return {"status": "down", "kind": "file", "error": str(exc)}
+
+    async def close(self) -> None:
+        return None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

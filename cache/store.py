@@ -1,0 +1,42 @@
+"""The object-store seam: originals with their metadata, chosen by URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOriginal:
+    key: str
+    data: bytes
+    meta: dict[str, Any]
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached; what it holds is not lost."""
+
+
+class Store(Protocol):
+    async def get(self, key: str) -> StoredOriginal | None: ...
+
+    async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None: ...
+
+    async def check(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """`file:///path` (or a bare path) for the file store."""
+    parts = urlsplit(url)
+    if parts.scheme in ("", "file"):
+        from .filestore import FileStore
+
+        path = unquote(parts.path) if parts.scheme else url
+        if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
+            path = parts.netloc + path  # file://relative/dir
+        return FileStore(Path(path).expanduser().resolve())
+    raise ValueError(f"unsupported store URL {url!r}: use file:///path")

@@ -1,0 +1,1 @@
+"""The ASGI gateway: routing, parameter parsing, headers and the API."""

@@ -1,0 +1,120 @@
+"""The ASGI application: `/i/` straight to the live-image handler, the rest through a router."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.routing import Route, Router
+
+from cache.store import open_store
+from generators.chain import build_chain
+from transforms.executor import TransformPool
+from transforms.vips import configure
+
+from . import health
+from .config import Config
+from .errors import NotFound
+from .images import ImageService, ImageSettings
+from .live import ROUTE, LiveImages
+from .metrics import Metrics
+from .projects import DEMO, Projects
+from .responses import send_error
+from .types import Message, Receive, Scope, Send
+
+log = logging.getLogger("promptpix")
+KNOWN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_error(send, NotFound(f"no route for {scope.get('path', '')[:200]}"))
+
+
+class App:
+    def __init__(self, config: Config | None = None) -> None:
+        configure()
+        self.config = config or Config.from_env()
+        cfg = self.config
+        self.metrics = Metrics()
+        self.store = open_store(cfg.store)
+        self.chain = build_chain(list(cfg.generators), local_latency_ms=cfg.local_latency_ms)
+        self.pool = TransformPool(
+            cfg.transform_threads or None, None if cfg.transform_queue < 0 else cfg.transform_queue
+        )
+        self.images = ImageService(
+            ImageSettings(
+                max_dimension=cfg.max_dimension,
+                max_source_pixels=cfg.max_source_pixels,
+                generation_timeout_s=cfg.generation_timeout_s,
+                memory_cache_bytes=cfg.memory_cache_mb << 20,
+                source_cache_bytes=cfg.source_cache_mb << 20,
+            ),
+            self.store,
+            self.chain,
+            self.pool,
+            self.metrics,
+        )
+        self.projects = Projects([DEMO] if cfg.demo_enabled else [])
+        self.live = LiveImages(self.images, self.projects, cfg, self.metrics, self.chain.ids)
+        self.router = Router(
+            routes=[
+                Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
+                Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
+                Route("/metrics", health.metrics, methods=["GET"]),
+            ],
+            default=_not_found,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if scope["path"].startswith(ROUTE + "/"):
+                await self.live(scope, receive, send)
+                return
+            scope["promptpix"] = self
+            route = scope["path"] if scope["path"] in KNOWN_ROUTES else "other"
+            status = 500
+
+            async def counting_send(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await self.router(scope, receive, counting_send)
+            finally:
+                self.metrics.requests.inc(route, str(status), "")
+            return
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.store.check()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                # Generations under way finish and are stored before the process exits.
+                await self.images.original_flight.drain()
+                await self.images.variant_flight.drain()
+                self.pool.close()
+                await self.store.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(config: Config | None = None) -> App:
+    _limit_malloc_arenas()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return App(config)
+
+
+def _limit_malloc_arenas() -> None:
+    """glibc's per-thread arenas let a long-running image server's memory creep up."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX = 2
+    except (OSError, AttributeError):
+        pass

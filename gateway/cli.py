@@ -1,0 +1,79 @@
+"""The `promptpix` command: `promptpix serve [--host] [--port] [--workers]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .config import Config, ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="promptpix", description="The promptpix image gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--server",
+        choices=("granian", "uvicorn"),
+        default="granian",
+        help="the HTTP server that runs the ASGI app (default granian)",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve_command(args.host, args.port, args.workers, args.server)
+    return 2
+
+
+def serve_command(host: str | None, port: int | None, workers: int, server: str) -> int:
+    # Flags win over the environment; workers read the result from the environment.
+    if host is not None:
+        os.environ["PROMPTPIX_HOST"] = host
+    if port is not None:
+        os.environ["PROMPTPIX_PORT"] = str(port)
+    os.environ.setdefault("VIPS_CONCURRENCY", "1")
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        print(f"promptpix: {exc}", file=sys.stderr)
+        return 2
+    if workers < 1:
+        print("promptpix: --workers must be at least 1", file=sys.stderr)
+        return 2
+    target = "gateway.app:create_app"
+    if server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(
+            target,
+            factory=True,
+            host=config.host,
+            port=config.port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+            lifespan="on",
+        )
+        return 0
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        target,
+        factory=True,
+        address=config.host,
+        port=config.port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        websockets=False,
+        log_access=False,
+    ).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""`/healthz`, `/readyz` and `/metrics`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+if TYPE_CHECKING:
+    from .app import App
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(data),
+        status,
+        media_type="application/json",
+        headers={"cache-control": "no-store"},
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    app: App = request.scope["promptpix"]
+    store = await app.store.check()
+    checks: dict[str, Any] = {
+        "store": store,
+        "generators": {
+            "status": "ok",
+            "chain": [
+                {"id": gid, "calls": s.calls, "failures": s.failures}
+                for gid, s in app.chain.stats.items()
+            ],
+        },
+        "transforms": {
+            "status": "ok" if app.pool.pending < app.pool.threads + app.pool.queue else "busy",
+            "threads": app.pool.threads,
+            "pending": app.pool.pending,
+            "queue": app.pool.queue,
+        },
+        "index": {"status": "ok", "kind": "embedded"},
+    }
+    states = {c["status"] for c in checks.values()}
+    status = "down" if "down" in states else "degraded" if states - {"ok"} else "ok"
+    return _json({"status": status, "checks": checks}, 503 if status == "down" else 200)
+
+
+async def metrics(request: Request) -> Response:
+    app: App = request.scope["promptpix"]
+    images = app.images
+    gauges = {
+        "promptpix_memory_tier_bytes": images.variants.bytes_used,
+        "promptpix_memory_tier_entries": len(images.variants),
+        "promptpix_source_tier_bytes": images.sources.bytes_used,
+        "promptpix_transforms_pending": app.pool.pending,
+        "promptpix_generations_in_flight": len(images.original_flight),
+    }
+    return Response(
+        app.metrics.render(gauges),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+        headers={"cache-control": "no-store"},
+    )

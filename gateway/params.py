@@ -1,0 +1,340 @@
+"""Query-string parsing: one strict pass into immutable generation and transform values."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from cache.keys import content_key
+from generators.ratios import nearest_native, reduce_ratio
+from generators.styles import BUILTIN_STYLES
+
+from .errors import BadParameter, PromptTooLong, UnknownParameter
+
+MAX_PROMPT = 10_000
+MAX_NEG = 1_000
+MAX_SEED = 2_147_483_647
+MAX_QUERY_FIELDS = 32
+
+FITS = frozenset({"cover", "contain", "inside", "fill"})
+NAMED_ANCHORS = frozenset(
+    {"focal", "center", "top", "bottom", "left", "right", "attention", "entropy"}
+)
+FORMATS = frozenset({"webp", "avif", "jpeg", "png"})
+FORMAT_ALIASES = {"jpg": "jpeg"}
+ALPHA_FORMATS = frozenset({"webp", "avif", "png"})
+
+GENERATION_PARAMS = ("prompt", "ar", "style", "neg", "seed", "enhance", "model")
+TRANSFORM_PARAMS = ("w", "h", "dpr", "fit", "anchor", "fmt", "q", "bg", "rmbg", "blur")
+KNOWN_PARAMS = frozenset((*GENERATION_PARAMS, *TRANSFORM_PARAMS, "sig"))
+
+_INT = re.compile(r"[0-9]{1,10}")
+_NUM = re.compile(r"[0-9]{1,4}(\.[0-9]{1,6})?")
+_RATIO = re.compile(r"([0-9]{1,3}):([0-9]{1,3})")
+_HEX = re.compile(r"[0-9a-fA-F]{6}")
+_SPACE = re.compile(r"\s+")
+
+Anchor = str | tuple[float, float]
+Colour = tuple[int, int, int] | None  # None: transparent
+
+
+@dataclass(frozen=True, slots=True)
+class ParseContext:
+    """What parsing needs to know of the project and the deployment."""
+
+    project: str
+    style_version: int = 1
+    default_style: str = ""
+    default_enhance: bool = False
+    styles: frozenset[str] = frozenset(BUILTIN_STYLES)
+    generator_ids: frozenset[str] = frozenset({"local"})
+    max_dimension: int = 4096
+    default_format: str = "webp"
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """What defines an original."""
+
+    project: str
+    style_version: int
+    prompt: str
+    ratio: tuple[int, int]  # native ratio the original is generated at
+    style: str
+    neg: str
+    seed: int
+    enhance: bool
+    model: str
+
+    @property
+    def key(self) -> str:
+        return content_key(
+            "original",
+            [
+                self.project,
+                self.style_version,
+                self.prompt,
+                f"{self.ratio[0]}:{self.ratio[1]}",
+                self.style,
+                self.neg,
+                self.seed,
+                int(self.enhance),
+                self.model,
+            ],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TransformParams:
+    """What defines a variant of an original; sizes are in device pixels."""
+
+    view: tuple[int, int]  # exact aspect ratio asked for (a crop of the original if not native)
+    width: int | None
+    height: int | None
+    fit: str
+    anchor: Anchor
+    fmt: str  # one of FORMATS, or "auto" until negotiated
+    quality: int | None  # None: the format's default
+    bg: Colour
+    bg_given: bool
+    rmbg: bool
+    blur: float
+
+    def resolved(self, fmt: str, quality: int) -> TransformParams:
+        return TransformParams(
+            self.view,
+            self.width,
+            self.height,
+            self.fit,
+            self.anchor,
+            fmt,
+            quality,
+            self.bg,
+            self.bg_given,
+            self.rmbg,
+            self.blur,
+        )
+
+    def key(self, original_key: str) -> str:
+        anchor = self.anchor if isinstance(self.anchor, str) else list(self.anchor)
+        bg = "transparent" if self.bg is None else "{:02x}{:02x}{:02x}".format(*self.bg)
+        return content_key(
+            "variant",
+            [
+                original_key,
+                f"{self.view[0]}:{self.view[1]}",
+                self.width or 0,
+                self.height or 0,
+                self.fit,
+                anchor,
+                self.fmt,
+                self.quality,
+                bg if self.bg_given else "",
+                int(self.rmbg),
+                self.blur,
+            ],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    gen: GenerationParams
+    transform: TransformParams
+    sig: str | None
+
+
+def split_query(query: bytes | str) -> dict[str, str]:
+    """Decode a query string; every name at most once ('+' and '%20' are both a space)."""
+    if isinstance(query, bytes):
+        try:
+            query = query.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadParameter("the query string is not valid UTF-8") from None
+    out: dict[str, str] = {}
+    if not query:
+        return out
+    fields = query.split("&")
+    if len(fields) > MAX_QUERY_FIELDS:
+        raise BadParameter(f"at most {MAX_QUERY_FIELDS} query parameters")
+    for field in fields:
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        try:
+            name = unquote_plus(name, errors="strict")
+            value = unquote_plus(value, errors="strict")
+        except UnicodeDecodeError:
+            raise BadParameter("a parameter is not valid UTF-8 once decoded") from None
+        if name in out:
+            raise BadParameter(f"'{name}' is given more than once", param=name)
+        out[name] = value
+    return out
+
+
+def parse(query: bytes | str, ctx: ParseContext) -> ImageRequest:
+    raw = split_query(query)
+    for name in raw:
+        if name not in KNOWN_PARAMS:
+            raise UnknownParameter(f"unknown parameter '{name}'", param=_printable(name))
+    if "prompt" not in raw:
+        raise BadParameter("'prompt' is required", param="prompt")
+
+    prompt = _text(raw["prompt"])
+    if not prompt:
+        raise BadParameter("'prompt' must not be empty", param="prompt")
+    if len(prompt) > MAX_PROMPT:
+        raise PromptTooLong(
+            f"'prompt' has {len(prompt)} characters; the limit is {MAX_PROMPT}", param="prompt"
+        )
+    neg = _text(raw.get("neg", ""))
+    if len(neg) > MAX_NEG:
+        raise BadParameter(f"'neg' is limited to {MAX_NEG} characters", param="neg")
+
+    style = raw.get("style", ctx.default_style)
+    if style and style not in ctx.styles:
+        raise BadParameter(f"unknown style; one of: {', '.join(sorted(ctx.styles))}", param="style")
+    seed = _int(raw, "seed", 0, MAX_SEED, 0)
+    enhance = _flag(raw, "enhance", ctx.default_enhance)
+    model = raw.get("model", "")
+    if "model" in raw and model not in ctx.generator_ids:
+        raise BadParameter(
+            f"unknown model; one of: {', '.join(sorted(ctx.generator_ids))}", param="model"
+        )
+
+    w = _int(raw, "w", 1, ctx.max_dimension, None)
+    h = _int(raw, "h", 1, ctx.max_dimension, None)
+    dpr = _num(raw, "dpr", 1.0, 4.0, 1.0)
+    if "ar" in raw:
+        m = _RATIO.fullmatch(raw["ar"])
+        if not m or not (1 <= int(m[1]) <= 64 and 1 <= int(m[2]) <= 64):
+            raise BadParameter("'ar' must be W:H with integers 1..64", param="ar")
+        view = reduce_ratio(int(m[1]), int(m[2]))
+    elif w is not None and h is not None:
+        view = reduce_ratio(w, h)
+    else:
+        view = (1, 1)
+
+    fit = raw.get("fit", "cover")
+    if fit not in FITS:
+        raise BadParameter(f"'fit' must be one of: {', '.join(sorted(FITS))}", param="fit")
+    anchor = _anchor(raw.get("anchor", "focal"))
+    fmt = raw.get("fmt", ctx.default_format)
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
+    if fmt not in FORMATS and fmt != "auto":
+        raise BadParameter("'fmt' must be one of: auto, avif, jpeg, png, webp", param="fmt")
+    quality = _int(raw, "q", 1, 100, None)
+    bg_given = "bg" in raw
+    bg = _colour(raw["bg"]) if bg_given else None
+    rmbg = _flag(raw, "rmbg", False)
+    if rmbg and fmt not in ALPHA_FORMATS and fmt != "auto":
+        raise BadParameter("'rmbg=1' needs a format with alpha (webp, avif, png)", param="rmbg")
+    if bg_given and bg is None and fmt == "jpeg":
+        raise BadParameter("'bg=transparent' needs a format with alpha", param="bg")
+    blur = _num(raw, "blur", 0.0, 100.0, 0.0)
+
+    width, height = _device_size(w, h, dpr, ctx.max_dimension)
+    sig = raw.get("sig")
+    return ImageRequest(
+        gen=GenerationParams(
+            project=ctx.project,
+            style_version=ctx.style_version,
+            prompt=prompt,
+            ratio=nearest_native(view),
+            style=style,
+            neg=neg,
+            seed=seed,
+            enhance=enhance,
+            model=model,
+        ),
+        transform=TransformParams(
+            view=view,
+            width=width,
+            height=height,
+            fit=fit,
+            anchor=anchor,
+            fmt=fmt,
+            quality=quality,
+            bg=bg,
+            bg_given=bg_given,
+            rmbg=rmbg,
+            blur=blur,
+        ),
+        sig=sig,
+    )
+
+
+def _printable(name: str) -> str:
+    return name if len(name) <= 64 else name[:64] + "…"
+
+
+def _text(value: str) -> str:
+    value = unicodedata.normalize("NFC", value)
+    value = "".join(" " if unicodedata.category(c) == "Cc" else c for c in value)
+    return _SPACE.sub(" ", value).strip()
+
+
+def _int(raw: dict[str, str], name: str, lo: int, hi: int, default: int | None) -> int | None:
+    if name not in raw:
+        return default
+    value = raw[name]
+    if not _INT.fullmatch(value) or not lo <= int(value) <= hi:
+        raise BadParameter(f"'{name}' must be an integer {lo}..{hi}", param=name)
+    return int(value)
+
+
+def _num(raw: dict[str, str], name: str, lo: float, hi: float, default: float) -> float:
+    if name not in raw:
+        return default
+    value = raw[name]
+    if not _NUM.fullmatch(value) or not lo <= float(value) <= hi:
+        raise BadParameter(f"'{name}' must be a number {lo:g}..{hi:g}", param=name)
+    return round(float(value), 3)
+
+
+def _flag(raw: dict[str, str], name: str, default: bool) -> bool:
+    if name not in raw:
+        return default
+    if raw[name] not in ("0", "1"):
+        raise BadParameter(f"'{name}' must be 0 or 1", param=name)
+    return raw[name] == "1"
+
+
+def _anchor(value: str) -> Anchor:
+    if value in NAMED_ANCHORS:
+        return value
+    x, sep, y = value.partition(",")
+    if sep and _NUM.fullmatch(x) and _NUM.fullmatch(y):
+        fx, fy = round(float(x), 4), round(float(y), 4)
+        if 0.0 <= fx <= 1.0 and 0.0 <= fy <= 1.0:
+            return (fx, fy)
+    raise BadParameter(
+        "'anchor' must be focal, center, top, bottom, left, right, attention, entropy "
+        "or X,Y fractions 0..1",
+        param="anchor",
+    )
+
+
+def _colour(value: str) -> Colour:
+    if value == "transparent":
+        return None
+    if not _HEX.fullmatch(value):
+        raise BadParameter("'bg' must be RRGGBB hex or 'transparent'", param="bg")
+    return (int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16))
+
+
+def _device_size(
+    w: int | None, h: int | None, dpr: float, limit: int
+) -> tuple[int | None, int | None]:
+    """CSS size times dpr, scaled down together so neither side passes the limit."""
+    if w is None and h is None:
+        return None, None
+    dw = w * dpr if w is not None else None
+    dh = h * dpr if h is not None else None
+    biggest = max(d for d in (dw, dh) if d is not None)
+    scale = min(1.0, limit / biggest)
+    return (
+        max(1, round(dw * scale)) if dw is not None else None,
+        max(1, round(dh * scale)) if dh is not None else None,
+    )

@@ -1,0 +1,1 @@
+"""Image generators, the chain that tries them in order, and the work done on prompts."""

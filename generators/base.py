@@ -1,0 +1,56 @@
+"""The generator interface: a request in, image bytes and provenance out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    key: str  # the original's content key (deterministic generators seed from it)
+    prompt: str  # what is sent to the generator, after prompt work
+    ratio: tuple[int, int]  # one of the native ratios
+    size: tuple[int, int]  # the native size of that ratio
+    negative: str = ""
+    seed: int = 0
+    style: str = ""
+    references: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    data: bytes
+    content_type: str
+    generator: str
+    model: str
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class GenerationError(Exception):
+    """A generator failed; `retryable` says whether another try could succeed."""
+
+    def __init__(self, generator: str, message: str, *, retryable: bool = True) -> None:
+        super().__init__(f"{generator}: {message}")
+        self.generator = generator
+        self.retryable = retryable
+
+
+class Refused(GenerationError):
+    """The generator declined the prompt (safety); not an outage."""
+
+    def __init__(self, generator: str, message: str) -> None:
+        super().__init__(generator, message, retryable=False)
+
+
+class AllGeneratorsFailed(Exception):
+    def __init__(self, attempted: list[str], errors: list[str]) -> None:
+        super().__init__("; ".join(errors) or "no generator could answer")
+        self.attempted = attempted
+        self.errors = errors
+
+
+class Generator(Protocol):
+    id: str
+
+    async def generate(self, request: GenerationRequest) -> GeneratedImage: ...

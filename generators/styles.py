@@ -1,0 +1,61 @@
+"""The built-in style presets: a prompt template each, and whether it wants a plain background."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    name: str
+    template: str  # "{prompt}" is replaced by the user's prompt
+    transparent: bool  # asks for a plain background, removed to transparency
+
+
+BUILTIN_STYLES: dict[str, Style] = {
+    s.name: s
+    for s in (
+        Style(
+            "spot_illustration",
+            "A spot illustration of {prompt}. Clean editorial illustration, soft shading, "
+            "limited palette, isolated subject with generous white space.",
+            False,
+        ),
+        Style(
+            "minimalist_vector_art",
+            "Minimalist flat vector art of {prompt}. Simple geometric shapes, bold flat colours, "
+            "no gradients, no text, on a plain solid white background.",
+            True,
+        ),
+        Style(
+            "symbolic_representation",
+            "A symbolic, abstract representation of {prompt}. One clear central symbol, "
+            "strong silhouette, on a plain solid white background.",
+            True,
+        ),
+        Style(
+            "photorealistic",
+            "A photorealistic photograph of {prompt}. Natural light, realistic textures, "
+            "shallow depth of field, shot on a full-frame camera.",
+            False,
+        ),
+        Style(
+            "icon",
+            "An app icon of {prompt}. Centered single glyph, crisp edges, simple shapes, "
+            "readable at small sizes, on a plain solid white background.",
+            True,
+        ),
+        Style(
+            "logo",
+            "A logo for {prompt}. Distinctive mark, vector style, balanced negative space, "
+            "no photographic detail, on a plain solid white background.",
+            True,
+        ),
+    )
+}
+
+
+def apply_style(prompt: str, style: str) -> str:
+    """The style's template filled with the prompt (no style: the prompt unchanged)."""
+    preset = BUILTIN_STYLES.get(style)
+    return preset.template.replace("{prompt}", prompt) if preset else prompt

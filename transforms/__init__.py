@@ -1,0 +1,1 @@
+"""libvips pipelines: decoding, focal points, transform steps and output formats."""

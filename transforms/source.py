@@ -1,0 +1,75 @@
+"""Decoded originals: pixels in memory, upright, 8-bit sRGB, checked against a pixel budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyvips
+
+from .errors import SourceTooLarge, UnreadableImage
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """An original decoded once and kept hot: every transform starts from these pixels."""
+
+    pixels: bytes
+    width: int
+    height: int
+    bands: int  # 3 (RGB) or 4 (RGBA)
+
+    def image(self) -> pyvips.Image:
+        return pyvips.Image.new_from_memory(
+            self.pixels, self.width, self.height, self.bands, "uchar"
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.pixels)
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.bands == 4
+
+
+def probe(data: bytes, max_pixels: int) -> pyvips.Image:
+    """Read the header only and refuse an image over the pixel budget before any decode."""
+    try:
+        img = pyvips.Image.new_from_buffer(data, "", access="random")
+    except pyvips.Error as exc:
+        raise UnreadableImage("not an image in an allowed format") from exc
+    if img.width * img.height > max_pixels:
+        raise SourceTooLarge(
+            f"source has {img.width}x{img.height} pixels; the budget is {max_pixels}"
+        )
+    return img
+
+
+def decode(data: bytes, max_pixels: int) -> Source:
+    img = probe(data, max_pixels)
+    try:
+        img = to_srgb(img.autorot())
+        pixels = img.write_to_memory()
+    except pyvips.Error as exc:
+        raise UnreadableImage("the image could not be decoded") from exc
+    return Source(pixels, img.width, img.height, img.bands)
+
+
+def to_srgb(img: pyvips.Image) -> pyvips.Image:
+    """Convert to 8-bit sRGB through the embedded ICC profile when there is one."""
+    if img.get_typeof("icc-profile-data") != 0:
+        try:
+            img = img.icc_transform("srgb", embedded=True, intent="perceptual")
+        except pyvips.Error:
+            img = img.colourspace("srgb")
+    elif img.interpretation not in ("srgb",):
+        img = img.colourspace("srgb")
+    if img.format != "uchar":
+        img = img.cast("uchar")
+    if img.bands == 2:  # grey + alpha after an odd colourspace: make it RGBA
+        img = img[0].bandjoin([img[0], img[0], img[1]])
+    elif img.bands == 1:
+        img = img.bandjoin([img, img])
+    elif img.bands > 4:
+        img = img[:4]
+    return img.copy(interpretation="srgb")
