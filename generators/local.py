@@ -12,6 +12,7 @@ import numpy as np
 import pyvips
 
 from .base import GeneratedImage, GenerationRequest
+from .styles import BUILTIN_STYLES
 
 COLOUR_WORDS: dict[str, tuple[int, int, int]] = {
     "red": (214, 48, 49),
@@ -99,7 +100,11 @@ def render(request: GenerationRequest) -> bytes:
     xs = np.arange(width, dtype=np.float32)[None, :, None]
     ax, ay = rng.uniform(0.2, 1.0), rng.uniform(0.2, 1.0)
     t = (xs * ax + ys * ay) / (width * ax + height * ay)
-    img = c0 + (c1 - c0) * t
+    plain = request.style in BUILTIN_STYLES and BUILTIN_STYLES[request.style].transparent
+    if plain:  # styles that ask for a plain background get one, ready to be removed
+        img = np.broadcast_to(np.float32(255), (height, width, 3)).copy()
+    else:
+        img = c0 + (c1 - c0) * t
 
     def disc(cx: float, cy: float, r: float, colour: np.ndarray) -> None:
         x0, x1 = max(0, int(cx - r)), min(width, int(cx + r) + 1)
@@ -123,7 +128,8 @@ def render(request: GenerationRequest) -> bytes:
     disc(sx, sy, sr, c2)
     disc(sx, sy, sr * 0.45, c3)
 
-    img += _grain()[:height, :width]
+    if not plain:
+        img += _grain()[:height, :width]
     pixels = np.clip(img, 0, 255).astype(np.uint8)
     out = pyvips.Image.new_from_memory(pixels.tobytes(), width, height, 3, "uchar")
 
