@@ -7,6 +7,7 @@ import contextlib
 import mimetypes
 import os
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,34 @@ class FileStore:
             _atomic_write(folder / f"{key}.json", orjson.dumps({**meta, "file": name}))
         except OSError as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    async def delete(self, key: str) -> None:
+        def remove() -> None:
+            folder = self._dir(key)
+            meta_path = folder / f"{key}.json"
+            try:
+                name = orjson.loads(meta_path.read_bytes())["file"]
+            except FileNotFoundError:
+                return
+            meta_path.unlink(missing_ok=True)  # the metadata first: a reader sees neither
+            (folder / name).unlink(missing_ok=True)
+
+        await asyncio.to_thread(remove)
+
+    def keys(self) -> list[str]:
+        """Every complete original's key (those whose metadata was written)."""
+        if not self.originals.is_dir():
+            return []
+        return sorted(p.stem for p in self.originals.glob("??/*.json") if is_key(p.stem))
+
+    async def metadata(self) -> AsyncIterator[dict[str, Any]]:
+        """Every original's metadata, for rebuilding the index."""
+        for key in await asyncio.to_thread(self.keys):
+            try:
+                raw = await asyncio.to_thread((self._dir(key) / f"{key}.json").read_bytes)
+            except FileNotFoundError:
+                continue
+            yield orjson.loads(raw)
 
     async def check(self) -> dict[str, Any]:
         def probe() -> dict[str, Any]:

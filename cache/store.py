@@ -30,7 +30,11 @@ class Store(Protocol):
 
 
 def open_store(url: str) -> Store:
-    """`file:///path` (or a bare path) for the file store."""
+    """`file:///path` (or a bare path) for the file store, `s3://bucket/prefix` for S3."""
+    if url.startswith("s3://"):
+        from .s3store import S3Store
+
+        return S3Store.from_url(url)
     parts = urlsplit(url)
     if parts.scheme in ("", "file"):
         from .filestore import FileStore
@@ -39,4 +43,4 @@ def open_store(url: str) -> Store:
         if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
             path = parts.netloc + path  # file://relative/dir
         return FileStore(Path(path).expanduser().resolve())
-    raise ValueError(f"unsupported store URL {url!r}: use file:///path")
+    raise ValueError(f"unsupported store URL {url!r}: use file:///path or s3://bucket/prefix")

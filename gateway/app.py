@@ -6,7 +6,7 @@ import logging
 
 from starlette.routing import Route, Router
 
-from cache.store import open_store
+from cache.backends import build_backends
 from generators.chain import build_chain
 from transforms.executor import TransformPool
 from transforms.vips import configure
@@ -35,7 +35,8 @@ class App:
         self.config = config or Config.from_env()
         cfg = self.config
         self.metrics = Metrics()
-        self.store = open_store(cfg.store)
+        self.backends = build_backends(cfg.store, cfg.database_url, cfg.spool_dir, cfg.lease_ttl_s)
+        self.store = self.backends.store
         self.chain = build_chain(list(cfg.generators), local_latency_ms=cfg.local_latency_ms)
         self.pool = TransformPool(
             cfg.transform_threads or None, None if cfg.transform_queue < 0 else cfg.transform_queue
@@ -52,6 +53,8 @@ class App:
             self.chain,
             self.pool,
             self.metrics,
+            self.backends.index,
+            self.backends.leases,
         )
         self.projects = Projects([DEMO] if cfg.demo_enabled else [])
         self.live = LiveImages(self.images, self.projects, cfg, self.metrics, self.chain.ids)
@@ -92,14 +95,16 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self.store.check()
+                await self.backends.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 # Generations under way finish and are stored before the process exits.
                 await self.images.original_flight.drain()
                 await self.images.variant_flight.drain()
+                if self.backends.spool is not None:
+                    await self.backends.spool.flush(timeout=5.0)
                 self.pool.close()
-                await self.store.close()
+                await self.backends.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -107,6 +112,7 @@ class App:
 def create_app(config: Config | None = None) -> App:
     _limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("pyvips").setLevel(logging.WARNING)
     return App(config)
 
 

@@ -22,10 +22,54 @@ def main(argv: list[str] | None = None) -> int:
         default="granian",
         help="the HTTP server that runs the ASGI app (default granian)",
     )
+    sub.add_parser("reindex", help="rebuild the index from what the store holds")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args.host, args.port, args.workers, args.server)
+    if args.command == "reindex":
+        return reindex_command()
     return 2
+
+
+def reindex_command() -> int:
+    import asyncio
+
+    from cache.backends import build_backends
+    from cache.index import original_row
+
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        print(f"promptpix: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        backends = build_backends(
+            config.store, config.database_url, config.spool_dir, config.lease_ttl_s
+        )
+        await backends.index.backend.start()
+        sources = [backends.store]
+        if backends.spool is not None:
+            sources = [backends.spool.primary, backends.spool.spool]
+        count = 0
+        batch = []
+        for source in sources:
+            async for meta in source.metadata():  # type: ignore[attr-defined]
+                batch.append(original_row(meta))
+                if len(batch) >= 500:
+                    await backends.index.backend.write(batch)
+                    count += len(batch)
+                    batch = []
+        if batch:
+            await backends.index.backend.write(batch)
+            count += len(batch)
+        total = await backends.index.backend.count("originals")
+        await backends.index.backend.close()
+        await backends.store.close()
+        print(f"reindexed {count} originals; the index holds {total}")
+        return 0
+
+    return asyncio.run(run())
 
 
 def serve_command(host: str | None, port: int | None, workers: int, server: str) -> int:

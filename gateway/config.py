@@ -21,6 +21,9 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     store: str = "file://./promptpix-data"
+    database_url: str = ""  # empty: the embedded SQLite index beside the file store
+    spool_dir: str = "./promptpix-spool"  # local spool for a remote store's failed writes
+    lease_ttl_s: float = 15.0
     generators: tuple[str, ...] = ("local",)
     local_latency_ms: int = 0
     memory_cache_mb: int = 128
@@ -56,6 +59,9 @@ class Config:
             host=get("HOST", d.host),
             port=int(num("PORT", d.port, 0, 65535)),
             store=get("STORE", d.store),
+            database_url=get("DATABASE_URL", d.database_url),
+            spool_dir=get("SPOOL_DIR", d.spool_dir),
+            lease_ttl_s=num("LEASE_TTL_S", d.lease_ttl_s, 1, 3600),
             generators=tuple(
                 g.strip() for g in get("GENERATORS", ",".join(d.generators)).split(",") if g.strip()
             ),

@@ -43,8 +43,11 @@ async def readyz(request: Request) -> Response:
             "pending": app.pool.pending,
             "queue": app.pool.queue,
         },
-        "index": {"status": "ok", "kind": "embedded"},
+        "index": await app.backends.index.check(),
     }
+    # Only the store is essential: without the index, stored images are still served.
+    if checks["index"].get("status") == "down":
+        checks["index"]["status"] = "degraded"
     states = {c["status"] for c in checks.values()}
     status = "down" if "down" in states else "degraded" if states - {"ok"} else "ok"
     return _json({"status": status, "checks": checks}, 503 if status == "down" else 200)

@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from cache.index import IndexWriter, Row, original_row
+from cache.leases import Leases, acquire
 from cache.memory import MemoryTier
 from cache.singleflight import SingleFlight
-from cache.store import Store, StoreUnavailable
-from generators.base import GeneratedImage, GenerationRequest
+from cache.store import Store, StoredOriginal, StoreUnavailable
+from generators.base import AllGeneratorsFailed, GeneratedImage, GenerationRequest, Refused
 from generators.chain import Chain
 from generators.prompts import prepare
 from generators.ratios import NATIVE_SIZES, ratio_text
@@ -61,6 +63,7 @@ class ImageSettings:
     generation_timeout_s: float
     memory_cache_bytes: int
     source_cache_bytes: int
+    lease_wait_s: float = 600.0
 
 
 class ImageService:
@@ -71,9 +74,13 @@ class ImageService:
         chain: Chain,
         pool: TransformPool,
         metrics: Metrics,
+        index: IndexWriter,
+        leases: Leases,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.index = index
+        self.leases = leases
         self.chain = chain
         self.pool = pool
         self.metrics = metrics
@@ -130,6 +137,21 @@ class ImageService:
             timings=timings,
         )
         self.variants.put(variant_key, variant)
+        self.index.add(
+            Row(
+                "variants",
+                {
+                    "key": variant_key,
+                    "original_key": original.key,
+                    "params": transform_summary(transform),
+                    "content_type": out.content_type,
+                    "width": out.width,
+                    "height": out.height,
+                    "bytes": len(out.data),
+                    "created_at": time.time(),
+                },
+            )
+        )
         return variant
 
     async def original(
@@ -148,32 +170,64 @@ class ImageService:
         self, gen: GenerationParams, key: str, timings: dict[str, float]
     ) -> tuple[Original, str]:
         started = time.perf_counter()
+        stored = await self._read(key)
+        self._stage(timings, "store_read", started)
+        if stored is not None:
+            return await self._from_store(stored, gen, timings), TRANSFORM
+        # Other processes and replicas: one lease per key; a waiter that sees the original
+        # appear in the store takes it instead of generating again.
+        started = time.perf_counter()
+        found: list[StoredOriginal] = []
+
+        async def stored_elsewhere() -> bool:
+            item = await self._read(key)
+            if item is not None:
+                found.append(item)
+            return item is not None
+
+        lease = await acquire(
+            self.leases, key, stored_elsewhere, max_wait_s=self.settings.lease_wait_s
+        )
+        self._stage(timings, "lease", started)
+        if lease is None:
+            return await self._from_store(found[0], gen, timings), MISS
         try:
-            stored = await self.store.get(key)
+            stored = await self._read(key)  # stored between our read and our lease?
+            if stored is not None:
+                return await self._from_store(stored, gen, timings), TRANSFORM
+            original = await self._generate(gen, key, timings)
+        finally:
+            await lease.release()
+        self.sources.put(key, original)
+        return original, MISS
+
+    async def _read(self, key: str) -> StoredOriginal | None:
+        try:
+            return await self.store.get(key)
         except StoreUnavailable as exc:
             self.metrics.store_errors.inc("get")
             log.warning("store read failed for %s: %s", key, exc)
-            stored = None
-        self._stage(timings, "store_read", started)
-        if stored is not None:
-            started = time.perf_counter()
-            source = await self.pool.run(decode, stored.data, self.settings.max_source_pixels)
-            self._stage(timings, "decode", started)
-            meta = stored.meta
-            focal = meta.get("focal_point") or {"x": 0.5, "y": 0.5}
-            original = Original(
-                key,
-                source,
-                (float(focal["x"]), float(focal["y"])),
-                tuple(meta.get("native_ratio", gen.ratio)),  # type: ignore[arg-type]
-                str(meta.get("generator", "unknown")),
-                meta,
-            )
-            self.sources.put(key, original)
-            return original, TRANSFORM
-        original = await self._generate(gen, key, timings)
-        self.sources.put(key, original)
-        return original, MISS
+            return None
+
+    async def _from_store(
+        self, stored: StoredOriginal, gen: GenerationParams, timings: dict[str, float]
+    ) -> Original:
+        started = time.perf_counter()
+        source = await self.pool.run(decode, stored.data, self.settings.max_source_pixels)
+        self._stage(timings, "decode", started)
+        meta = stored.meta
+        focal = meta.get("focal_point") or {"x": 0.5, "y": 0.5}
+        native = meta.get("native_ratio") or gen.ratio
+        original = Original(
+            stored.key,
+            source,
+            (float(focal["x"]), float(focal["y"])),
+            (int(native[0]), int(native[1])),
+            str(meta.get("generator", "unknown")),
+            meta,
+        )
+        self.sources.put(stored.key, original)
+        return original
 
     async def _generate(
         self, gen: GenerationParams, key: str, timings: dict[str, float]
@@ -207,8 +261,13 @@ class ImageService:
         started = time.perf_counter()
         try:
             result = await self.chain.generate(request, validate, only=gen.model)
-        except Exception:
-            self.metrics.generations.inc(gen.model or "chain", "failure")
+        except Exception as exc:
+            outcome = "refused" if isinstance(exc, Refused) else "failure"
+            attempted = exc.attempted if isinstance(exc, AllGeneratorsFailed) else []
+            self.metrics.generations.inc(gen.model or "chain", outcome)
+            self.index.add(
+                generation_row(key, gen.project, "", outcome, attempted, {}, str(exc)[:500])
+            )
             raise
         generated_ms = self._stage(timings, "generate", started)
         image = result.image
@@ -249,6 +308,18 @@ class ImageService:
             self.metrics.store_errors.inc("put")
             log.error("store write failed for %s (served from memory): %s", key, exc)
         self._stage(timings, "store", started)
+        self.index.add(original_row(meta))
+        self.index.add(
+            generation_row(
+                key,
+                gen.project,
+                image.generator,
+                "success",
+                list(result.attempted),
+                {k: round(v, 1) for k, v in timings.items()},
+                None,
+            )
+        )
         return Original(key, source, focal, gen.ratio, image.generator, meta)
 
     def _stage(self, timings: dict[str, float], stage: str, started: float) -> float:
@@ -261,3 +332,43 @@ class ImageService:
 def _analyse(data: bytes, max_pixels: int) -> tuple[Source, tuple[float, float]]:
     source = decode(data, max_pixels)
     return source, find_focal_point(source)
+
+
+def generation_row(
+    key: str,
+    project: str,
+    generator: str,
+    outcome: str,
+    attempted: list[str],
+    timings: dict[str, float],
+    error: str | None,
+) -> Row:
+    return Row(
+        "generations",
+        {
+            "original_key": key,
+            "project": project,
+            "generator": generator,
+            "outcome": outcome,
+            "attempted": attempted,
+            "fallback_used": len(attempted) > 1,
+            "timings": timings,
+            "error": error,
+            "created_at": time.time(),
+        },
+    )
+
+
+def transform_summary(t: TransformParams) -> dict[str, Any]:
+    return {
+        "ar": ratio_text(t.view),
+        "w": t.width,
+        "h": t.height,
+        "fit": t.fit,
+        "anchor": t.anchor if isinstance(t.anchor, str) else list(t.anchor),
+        "fmt": t.fmt,
+        "q": t.quality,
+        "rmbg": t.rmbg,
+        "blur": t.blur,
+        "bg": None if not t.bg_given else ("transparent" if t.bg is None else list(t.bg)),
+    }

@@ -22,6 +22,8 @@ def configure() -> None:
     global _configured
     if _configured:
         return
+    # One thread per image: parallelism comes from the transform pool, not from inside libvips.
+    pyvips.concurrency_set(int(os.environ.get("VIPS_CONCURRENCY", "1")))
     pyvips.cache_set_max(0)
     pyvips.cache_set_max_mem(0)
     pyvips.block_untrusted_set(True)

@@ -1,0 +1,56 @@
+"""Assembles the storage side from configuration: store (+ spool), index, leases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .filestore import FileStore
+from .index import IndexWriter
+from .leases import FileLeases, Leases
+from .postgres import PgLeases, Postgres
+from .spool import SpooledStore
+from .sqliteindex import SQLiteIndex
+from .store import Store, open_store
+
+
+@dataclass(slots=True)
+class Backends:
+    store: Store
+    index: IndexWriter
+    leases: Leases
+    spool: SpooledStore | None
+    database: Postgres | None
+
+    async def start(self) -> None:
+        if self.spool is not None:
+            await self.spool.start()
+        await self.index.start()
+
+    async def close(self) -> None:
+        await self.index.close()
+        await self.store.close()
+        if isinstance(self.leases, PgLeases):
+            await self.leases.close()
+
+
+def build_backends(
+    store_url: str, database_url: str, spool_dir: str, lease_ttl_s: float
+) -> Backends:
+    store = open_store(store_url)
+    spool: SpooledStore | None = None
+    local_root: Path
+    if isinstance(store, FileStore):
+        local_root = store.root
+    else:
+        local_root = Path(spool_dir).expanduser().resolve()
+        spool = SpooledStore(store, FileStore(local_root))
+        store = spool
+    database = Postgres(database_url) if database_url else None
+    if database is not None:
+        index = IndexWriter(database)
+        leases: Leases = PgLeases(database, ttl_s=lease_ttl_s)
+    else:
+        index = IndexWriter(SQLiteIndex(local_root / "index.sqlite3"))
+        leases = FileLeases(local_root)
+    return Backends(store, index, leases, spool, database)

@@ -1,0 +1,254 @@
+"""PostgreSQL through asyncpg: the index (with migrations applied at start) and leases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from .index import Row
+from .leases import Lease
+
+log = logging.getLogger("promptpix.postgres")
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE originals (
+        key text PRIMARY KEY,
+        project text NOT NULL,
+        prompt text NOT NULL,
+        params jsonb NOT NULL,
+        generator text,
+        model text,
+        content_type text,
+        width integer,
+        height integer,
+        bytes integer,
+        focal_x real,
+        focal_y real,
+        meta jsonb NOT NULL,
+        created_at timestamptz NOT NULL
+    );
+    CREATE INDEX originals_project_created ON originals (project, created_at DESC);
+    CREATE TABLE variants (
+        key text PRIMARY KEY,
+        original_key text NOT NULL,
+        params jsonb NOT NULL,
+        content_type text,
+        width integer,
+        height integer,
+        bytes integer,
+        created_at timestamptz NOT NULL
+    );
+    CREATE INDEX variants_original ON variants (original_key);
+    CREATE TABLE generations (
+        id bigserial PRIMARY KEY,
+        original_key text NOT NULL,
+        project text,
+        generator text,
+        outcome text NOT NULL,
+        attempted jsonb,
+        fallback_used boolean,
+        timings jsonb,
+        error text,
+        created_at timestamptz NOT NULL
+    );
+    CREATE INDEX generations_key ON generations (original_key);
+    CREATE TABLE leases (
+        key text PRIMARY KEY,
+        owner text NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    """,
+]
+MIGRATION_LOCK = 0x70726F6D  # advisory lock id: replicas migrate one at a time
+JSON_COLUMNS = {"params", "meta", "timings", "attempted"}
+CONFLICT = {
+    "originals": "ON CONFLICT (key) DO NOTHING",
+    "variants": "ON CONFLICT (key) DO NOTHING",
+    "generations": "",
+}
+CHANNEL = "promptpix_stored"
+
+
+class Postgres:
+    """One pool shared by the index and the leases."""
+
+    kind = "postgresql"
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self.min_size, self.max_size = min_size, max_size
+        self.pool: asyncpg.Pool | None = None
+        self._start_lock = asyncio.Lock()
+
+    async def _pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            async with self._start_lock:
+                if self.pool is None:
+                    pool = await asyncpg.create_pool(
+                        self.dsn,
+                        min_size=self.min_size,
+                        max_size=self.max_size,
+                        command_timeout=10,
+                        timeout=5,
+                    )
+                    await migrate(pool)
+                    self.pool = pool
+        return self.pool
+
+    async def start(self) -> None:
+        await self._pool()
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        pool = await self._pool()
+        async with pool.acquire() as conn, conn.transaction():
+            for row in rows:
+                values = dict(row.values)
+                for col in JSON_COLUMNS & values.keys():
+                    values[col] = orjson.dumps(values[col]).decode()
+                cols = list(values)
+                marks = ", ".join(
+                    f"to_timestamp(${i})"
+                    if c == "created_at"
+                    else f"${i}::jsonb"
+                    if c in JSON_COLUMNS
+                    else f"${i}"
+                    for i, c in enumerate(cols, 1)
+                )
+                await conn.execute(
+                    f"INSERT INTO {row.table} ({', '.join(cols)}) VALUES ({marks}) "
+                    f"{CONFLICT[row.table]}",
+                    *values.values(),
+                )
+
+    async def count(self, table: str) -> int:
+        if table not in CONFLICT:
+            raise ValueError(table)
+        pool = await self._pool()
+        return int(await pool.fetchval(f"SELECT count(*) FROM {table}"))
+
+    async def check(self) -> dict[str, Any]:
+        try:
+            pool = await asyncio.wait_for(self._pool(), 3.0)
+            await asyncio.wait_for(pool.fetchval("SELECT 1"), 2.0)
+        except Exception as exc:  # readiness reports any failure, it never raises
+            return {"status": "down", "kind": self.kind, "error": str(exc)[:300]}
+        return {"status": "ok", "kind": self.kind}
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
+
+async def migrate(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, sql in enumerate(MIGRATIONS, 1):
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version) VALUES ($1)", version
+                    )
+                log.info("applied migration %d", version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+
+
+class PgLease:
+    def __init__(self, leases: PgLeases, key: str) -> None:
+        self.leases, self.key = leases, key
+        self._renew = asyncio.create_task(self._renewing())
+
+    async def _renewing(self) -> None:
+        while True:
+            await asyncio.sleep(self.leases.ttl_s / 3)
+            with contextlib.suppress(Exception):
+                pool = await self.leases.db._pool()
+                await pool.execute(
+                    "UPDATE leases SET expires_at = now() + make_interval(secs => $3) "
+                    "WHERE key = $1 AND owner = $2",
+                    self.key,
+                    self.leases.owner,
+                    self.leases.ttl_s,
+                )
+
+    async def release(self) -> None:
+        self._renew.cancel()
+        with contextlib.suppress(Exception):
+            pool = await self.leases.db._pool()
+            await pool.execute(
+                "DELETE FROM leases WHERE key = $1 AND owner = $2", self.key, self.leases.owner
+            )
+            await pool.execute("SELECT pg_notify($1, $2)", CHANNEL, self.key)
+
+
+class PgLeases:
+    """A row per lease with an expiry its holder keeps pushing forward; a dead holder's
+    lease lapses after `ttl_s`. Releases are announced with NOTIFY so waiters wake at once."""
+
+    def __init__(self, db: Postgres, ttl_s: float = 15.0) -> None:
+        self.db = db
+        self.ttl_s = ttl_s
+        self.owner = uuid.uuid4().hex
+        self._events: dict[str, asyncio.Event] = {}
+        self._listener: asyncpg.Connection | None = None
+
+    async def try_acquire(self, key: str) -> Lease | None:
+        pool = await self.db._pool()
+        row = await pool.fetchrow(
+            "INSERT INTO leases (key, owner, expires_at) "
+            "VALUES ($1, $2, now() + make_interval(secs => $3)) "
+            "ON CONFLICT (key) DO UPDATE "
+            "SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at "
+            "WHERE leases.expires_at < now() RETURNING owner",
+            key,
+            self.owner,
+            self.ttl_s,
+        )
+        if row is None:
+            return None
+        return PgLease(self, key)
+
+    async def wait(self, key: str, seconds: float) -> None:
+        await self._listen()
+        event = self._events.setdefault(key, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), seconds * 5)
+        except TimeoutError:
+            pass
+        finally:
+            if event.is_set():
+                self._events.pop(key, None)
+
+    async def _listen(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            self._listener = await asyncpg.connect(self.db.dsn, timeout=3)
+            await self._listener.add_listener(CHANNEL, self._notified)
+
+    def _notified(self, conn: object, pid: int, channel: str, key: str) -> None:
+        event = self._events.get(key)
+        if event is not None:
+            event.set()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()

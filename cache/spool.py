@@ -1,0 +1,120 @@
+"""A durable local spool in front of a remote store: nothing generated is lost in an outage.
+
+A write the remote store refuses lands in the spool (a file store on local disk) and is
+uploaded by a background task with exponential backoff once the store answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+from .filestore import FileStore
+from .store import Store, StoredOriginal, StoreUnavailable
+
+log = logging.getLogger("promptpix.spool")
+
+
+class SpooledStore:
+    def __init__(
+        self,
+        primary: Store,
+        spool: FileStore,
+        *,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 30.0,
+    ) -> None:
+        self.primary = primary
+        self.spool = spool
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.pending: set[str] = set()
+        self.uploaded = 0
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Pick up what an earlier run left in the spool."""
+        self.pending.update(await asyncio.to_thread(self.spool.keys))
+        if self.pending:
+            log.info("%d spooled originals to upload", len(self.pending))
+            self._kick()
+
+    async def get(self, key: str) -> StoredOriginal | None:
+        if key in self.pending:
+            found = await self.spool.get(key)
+            if found is not None:
+                return found
+        try:
+            return await self.primary.get(key)
+        except StoreUnavailable:
+            found = await self.spool.get(key)
+            if found is not None:
+                return found
+            raise
+
+    async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
+        try:
+            await self.primary.put(key, data, meta)
+            return
+        except StoreUnavailable as exc:
+            self.last_error = str(exc)[:300]
+            log.warning("store unavailable, spooling %s: %s", key, exc)
+        await self.spool.put(key, data, meta)  # raises only if the local disk fails too
+        self.pending.add(key)
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._upload())
+
+    async def _upload(self) -> None:
+        delay = self.retry_base_s
+        while self.pending:
+            for key in sorted(self.pending):
+                item = await self.spool.get(key)
+                if item is None:
+                    self.pending.discard(key)
+                    continue
+                try:
+                    await self.primary.put(key, item.data, item.meta)
+                except StoreUnavailable as exc:
+                    self.last_error = str(exc)[:300]
+                    break
+                await self.spool.delete(key)
+                self.pending.discard(key)
+                self.uploaded += 1
+                delay = self.retry_base_s
+            else:
+                continue
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self.retry_max_s)
+        self.last_error = None
+
+    async def flush(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.pending and loop.time() < deadline:
+            self._kick()
+            await asyncio.sleep(0.05)
+        return not self.pending
+
+    async def check(self) -> dict[str, Any]:
+        state = await self.primary.check()
+        state["spooled"] = len(self.pending)
+        if state.get("status") == "down":
+            state["status"] = "degraded"  # still answering: writes go to the spool
+            state["note"] = "object store unreachable; originals are kept in the local spool"
+        elif self.pending:
+            state["status"] = "degraded"
+        return state
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.primary.close()

@@ -1,0 +1,350 @@
+"""Real servers for tests: SeaweedFS (S3), PostgreSQL and nginx, on free loopback ports.
+
+Each starts in a temp directory, is stopped by PID, and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def wait_until(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except Exception as exc:  # not up yet
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not come up in {timeout} s ({last})")
+
+
+def _log(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-3000:]
+    except FileNotFoundError:
+        return ""
+
+
+# --- SeaweedFS --------------------------------------------------------------------------
+
+
+@dataclass
+class SeaweedFS:
+    """`weed mini` (master, volume, filer, S3) with every port chosen, telemetry off."""
+
+    root: Path
+    s3_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    ports: list[int] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def start(self, timeout: float = 60) -> SeaweedFS:
+        weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        data = self.root / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        if not self.ports:
+            self.ports = [free_port() for _ in range(13)]
+        p = self.ports
+        self.s3_port = p[6]
+        args = [
+            weed,
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            f"-master.port={p[0]}",
+            f"-master.port.grpc={p[1]}",
+            f"-volume.port={p[2]}",
+            f"-volume.port.grpc={p[3]}",
+            f"-filer.port={p[4]}",
+            f"-filer.port.grpc={p[5]}",
+            f"-s3.port={p[6]}",
+            f"-s3.port.grpc={p[7]}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-webdav.port={p[8]}",
+            f"-admin.port={p[9]}",
+            f"-admin.port.grpc={p[10]}",
+            "-admin.ui=false",
+            f"-debug.port={p[11]}",
+            f"-metricsPort={p[12]}",
+            f"-filer.localSocket={self.root / 'filer.sock'}",
+            f"-s3.localSocket={self.root / 's3.sock'}",
+        ]
+        log = open(self.root / "weed.log", "ab")  # noqa: SIM115 - the process owns it
+        self.proc = subprocess.Popen(
+            args, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"weed exited: {_log(self.root / 'weed.log')}")
+            # A bucket listing answers only once the filer behind S3 is ready.
+            return httpx.get(self.endpoint + "/", timeout=2).status_code == 200
+
+        wait_until(up, timeout, "SeaweedFS")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------
+
+
+def pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found and "postgresql" in os.path.realpath(found):
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    if not candidates:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    return candidates[0]
+
+
+@dataclass
+class PostgreSQL:
+    """A throwaway cluster on a loopback port, run as the `postgres` user when we are root."""
+
+    root: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_owner(self, args: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *args]
+        return args
+
+    def start(self, timeout: float = 60) -> PostgreSQL:
+        data = self.root / "pgdata"
+        if not data.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                shutil.chown(self.root, "postgres")
+            subprocess.run(
+                self._as_owner(
+                    [
+                        pg_bin("initdb"),
+                        "-D",
+                        str(data),
+                        "-U",
+                        "postgres",
+                        "-A",
+                        "trust",
+                        "--no-sync",
+                        "-E",
+                        "UTF8",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
+            )
+        self.port = self.port or free_port()
+        args = self._as_owner(
+            [
+                pg_bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.root}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "full_page_writes=off",
+            ]
+        )
+        log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - the process owns it
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited: {_log(self.root / 'postgres.log')}")
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                pass
+            ready = subprocess.run(
+                [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                capture_output=True,
+            )
+            return ready.returncode == 0
+
+        wait_until(up, timeout, "PostgreSQL")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, signal.SIGINT)  # fast shutdown
+
+
+# --- nginx ------------------------------------------------------------------------------
+
+
+def nginx_bin() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
+    if not found:
+        raise RuntimeError("nginx not found (apt-get install nginx)")
+    return found
+
+
+@dataclass
+class Nginx:
+    """nginx in the foreground with a config written into a temp dir."""
+
+    root: Path
+    conf: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, port: int, timeout: float = 20) -> Nginx:
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        path = self.root / "nginx.conf"
+        path.write_text(self.conf)
+        log = open(self.root / "nginx.out", "ab")  # noqa: SIM115 - the process owns it
+        self.proc = subprocess.Popen(
+            [nginx_bin(), "-p", str(self.root), "-c", str(path), "-g", "daemon off;"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited: {_log(self.root / 'nginx.out')}")
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+
+        wait_until(up, timeout, "nginx")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, signal.SIGQUIT)
+
+
+# --- the gateway ------------------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    """`promptpix serve` as a real process."""
+
+    root: Path
+    env: dict[str, str]
+    workers: int = 1
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> Gateway:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        env = {**os.environ, **self.env}
+        log = open(self.root / f"gateway-{self.port}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
+            cwd=self.root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"gateway exited: {_log(self.root / f'gateway-{self.port}.log')}"
+                )
+            return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
+
+        wait_until(up, timeout, "promptpix")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            stop(self.proc, sig)
+
+    def log(self) -> str:
+        return _log(self.root / f"gateway-{self.port}.log")
+
+
+@contextlib.contextmanager
+def running(*servers: object) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for server in reversed(servers):
+            server.stop()  # type: ignore[attr-defined]
