@@ -1,0 +1,256 @@
+"""Text LLMs for prompt work (compaction, enhancement): Ollama's HTTP API and Gemini.
+
+Every backend answers `complete(prompt, system=...)` with a `Completion`, or raises
+`LLMError`; whatever goes wrong underneath (connection refused, HTTP error, a refusal, a
+malformed answer) becomes an `LLMError`, so callers have one thing to degrade on.
+
+Configuration (all optional):
+- `PROMPTPIX_PROMPT_LLM`: the backends to try, in order, e.g. `ollama,gemini`; `off` for none.
+  Default: `ollama` when `PROMPTPIX_OLLAMA_URL` is set, then `gemini` when `GEMINI_API_KEY` is.
+- `PROMPTPIX_OLLAMA_URL` (e.g. `http://127.0.0.1:11434`), `PROMPTPIX_OLLAMA_MODEL`.
+- `GEMINI_API_KEY`, `PROMPTPIX_GEMINI_BASE_URL`, `PROMPTPIX_GEMINI_TEXT_MODEL`.
+- `PROMPTPIX_PROMPT_LLM_TIMEOUT_S`: how long one prompt operation may wait for an answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # httpx and google-genai are imported when a backend is built
+    import httpx
+
+log = logging.getLogger("promptpix.llm")
+
+DEFAULT_TIMEOUT_S = 8.0
+DEFAULT_OLLAMA_MODEL = "llama3.2"
+DEFAULT_GEMINI_TEXT_MODEL = "gemini-2.5-flash"
+TEMPERATURE = 0.2
+
+
+class LLMError(Exception):
+    """The backend gave no usable answer."""
+
+    def __init__(self, backend: str, message: str) -> None:
+        super().__init__(f"{backend}: {message}")
+        self.backend = backend
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    backend: str  # "ollama" or "gemini"
+    model: str
+
+    @property
+    def source(self) -> str:
+        """`backend:model`, as reported by the prompt optimizer."""
+        return f"{self.backend}:{self.model}"
+
+
+class TextLLM(Protocol):
+    name: str  # e.g. "ollama:llama3.2"
+    timeout_s: float
+
+    async def complete(self, prompt: str, *, system: str = "") -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+class OllamaLLM:
+    """`POST {base_url}/api/generate` with `stream: false`."""
+
+    backend = "ollama"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str = DEFAULT_OLLAMA_MODEL,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout_s = timeout_s
+        self.name = f"{self.backend}:{model}"
+        import httpx
+
+        self._errors: tuple[type[Exception], ...] = (httpx.HTTPError, ValueError)
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(2.0, timeout_s))
+        )
+
+    async def complete(self, prompt: str, *, system: str = "") -> Completion:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": prompt,
+            "stream": False,
+            "options": {"temperature": TEMPERATURE},
+        }
+        if system:
+            body["system"] = system
+        try:
+            response = await self._client.post(f"{self.base_url}/api/generate", json=body)
+            payload = response.json() if response.content else {}
+        except self._errors as exc:
+            raise LLMError(self.backend, f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            detail = payload.get("error", "") if isinstance(payload, dict) else ""
+            raise LLMError(self.backend, f"HTTP {response.status_code} {detail}".strip())
+        if not isinstance(payload, dict) or not isinstance(payload.get("response"), str):
+            raise LLMError(self.backend, "the answer has no `response` text")
+        if payload.get("done_reason") == "length":
+            raise LLMError(self.backend, "the answer was cut at the token limit")
+        return Completion(payload["response"], self.backend, self.model)
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+
+class GeminiLLM:
+    """Gemini text generation through google-genai's async client."""
+
+    backend = "gemini"
+
+    def __init__(
+        self,
+        api_key: str,
+        model: str = DEFAULT_GEMINI_TEXT_MODEL,
+        *,
+        base_url: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        thinking_budget: int | None = None,
+    ) -> None:
+        import httpx
+        from google import genai
+        from google.genai import types
+
+        self._types = types
+        self.model = model
+        self.timeout_s = timeout_s
+        self.name = f"{self.backend}:{model}"
+        self.thinking_budget = thinking_budget
+        # An httpx client of our own keeps the SDK on httpx (with aiohttp installed it would
+        # switch to aiohttp, whose session class warns on every use) and lets us close it.
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(2.0, timeout_s))
+        )
+        self._client = genai.Client(
+            api_key=api_key,
+            http_options=types.HttpOptions(
+                base_url=base_url or None,
+                timeout=max(1, int(timeout_s * 1000)),
+                retry_options=types.HttpRetryOptions(attempts=1),  # the caller decides
+                httpx_async_client=self._http,
+            ),
+        )
+
+    async def complete(self, prompt: str, *, system: str = "") -> Completion:
+        types = self._types
+        config = types.GenerateContentConfig(
+            system_instruction=system or None,
+            temperature=TEMPERATURE,
+            thinking_config=(
+                types.ThinkingConfig(thinking_budget=self.thinking_budget)
+                if self.thinking_budget is not None
+                else None
+            ),
+        )
+        try:
+            response = await self._client.aio.models.generate_content(
+                model=self.model, contents=prompt, config=config
+            )
+        except Exception as exc:  # APIError, transport errors, malformed answers
+            code = getattr(exc, "code", None)
+            label = f"HTTP {code}" if isinstance(code, int) else type(exc).__name__
+            raise LLMError(self.backend, f"{label}: {exc}"[:300]) from exc
+        feedback = response.prompt_feedback
+        if feedback is not None and feedback.block_reason:
+            raise LLMError(self.backend, f"prompt blocked ({feedback.block_reason})")
+        candidate = response.candidates[0] if response.candidates else None
+        if candidate is None:
+            raise LLMError(self.backend, "no candidate in the answer")
+        if candidate.finish_reason == types.FinishReason.MAX_TOKENS:
+            raise LLMError(self.backend, "the answer was cut at the token limit")
+        text = response.text
+        if not text:
+            raise LLMError(self.backend, f"no text in the answer ({candidate.finish_reason})")
+        return Completion(text, self.backend, self.model)
+
+    async def aclose(self) -> None:
+        await self._client.aio.aclose()
+        await self._http.aclose()
+
+
+class LLMChain:
+    """Several backends tried in order; the first answer wins."""
+
+    def __init__(self, members: Sequence[TextLLM]) -> None:
+        if not members:
+            raise ValueError("an LLM chain needs at least one backend")
+        self.members = list(members)
+        self.name = ",".join(m.name for m in self.members)
+        self.timeout_s = max(m.timeout_s for m in self.members)
+
+    async def complete(self, prompt: str, *, system: str = "") -> Completion:
+        errors: list[str] = []
+        for member in self.members:
+            try:
+                return await member.complete(prompt, system=system)
+            except LLMError as exc:
+                log.info("prompt LLM %s failed: %s", member.name, exc)
+                errors.append(str(exc))
+        raise LLMError("chain", "; ".join(errors))
+
+    async def aclose(self) -> None:
+        for member in self.members:
+            await member.aclose()
+
+
+def llm_from_env(env: Mapping[str, str] | None = None) -> TextLLM | None:
+    """The prompt LLM configured by the environment, or None (deterministic prompt work)."""
+    env = os.environ if env is None else env
+    timeout_s = float(env.get("PROMPTPIX_PROMPT_LLM_TIMEOUT_S", "") or DEFAULT_TIMEOUT_S)
+    ollama_url = env.get("PROMPTPIX_OLLAMA_URL", "").strip()
+    gemini_key = env.get("GEMINI_API_KEY", "").strip()
+    wanted = env.get("PROMPTPIX_PROMPT_LLM", "").strip().lower()
+    if wanted in ("off", "none", "0", "false"):
+        return None
+    if wanted:
+        names = [n.strip() for n in wanted.split(",") if n.strip()]
+    else:
+        names = [n for n, on in (("ollama", ollama_url), ("gemini", gemini_key)) if on]
+    members: list[TextLLM] = []
+    for name in names:
+        if name == "ollama":
+            if not ollama_url:
+                raise ValueError(
+                    "PROMPTPIX_PROMPT_LLM names ollama but PROMPTPIX_OLLAMA_URL is unset"
+                )
+            model = env.get("PROMPTPIX_OLLAMA_MODEL", "").strip() or DEFAULT_OLLAMA_MODEL
+            members.append(OllamaLLM(ollama_url, model, timeout_s=timeout_s))
+        elif name == "gemini":
+            if not gemini_key:
+                raise ValueError("PROMPTPIX_PROMPT_LLM names gemini but GEMINI_API_KEY is unset")
+            model = env.get("PROMPTPIX_GEMINI_TEXT_MODEL", "").strip() or DEFAULT_GEMINI_TEXT_MODEL
+            members.append(
+                GeminiLLM(
+                    gemini_key,
+                    model,
+                    base_url=env.get("PROMPTPIX_GEMINI_BASE_URL", "").strip() or None,
+                    timeout_s=timeout_s,
+                    # Flash models answer faster without a thinking phase; others decide.
+                    thinking_budget=0 if model.startswith("gemini-2.5-flash") else None,
+                )
+            )
+        else:
+            raise ValueError(f"unknown prompt LLM {name!r} (expected ollama or gemini)")
+    if not members:
+        return None
+    return members[0] if len(members) == 1 else LLMChain(members)
