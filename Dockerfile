@@ -16,6 +16,8 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER promptpix
 WORKDIR /data
 ENV PROMPTPIX_STORE=file:///data \
+    PROMPTPIX_SPOOL_DIR=/data/spool \
+    PYTHONDONTWRITEBYTECODE=1 \
     PROMPTPIX_HOST=0.0.0.0 \
     PROMPTPIX_PORT=8080 \
     MALLOC_ARENA_MAX=2 \

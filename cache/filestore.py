@@ -48,6 +48,9 @@ class FileStore:
             raise StoreUnavailable(str(exc)) from exc
         return StoredOriginal(key, data, meta)
 
+    async def head(self, key: str) -> bool:
+        return await asyncio.to_thread((self._dir(key) / f"{key}.json").is_file)
+
     async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
         await asyncio.to_thread(self._put, key, data, meta)
 

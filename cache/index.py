@@ -103,6 +103,11 @@ class IndexWriter:
                 except Exception as exc:
                     self.last_error = str(exc)[:300]
                     log.warning("index write failed (%d queued): %s", len(self.queue), exc)
+                    if await self._reachable():
+                        # The database answers, so a row itself is refused: write the rows
+                        # one by one and drop only those it refuses, never the whole queue.
+                        await self._write_each(rows)
+                        continue
                     await asyncio.sleep(delay * (1 + random.random()))
                     delay = min(delay * 2, 10.0)
                     continue
@@ -110,6 +115,24 @@ class IndexWriter:
                     self.queue.popleft()
                 self.last_error = None
                 delay = 0.2
+
+    async def _reachable(self) -> bool:
+        try:
+            return (await self.backend.check()).get("status") == "ok"
+        except Exception:
+            return False
+
+    async def _write_each(self, rows: list[Row]) -> None:
+        for row in rows:
+            try:
+                await self.backend.write([row])
+            except Exception as exc:
+                if not await self._reachable():
+                    return  # down after all: what is left stays queued
+                self.dropped += 1
+                log.error("index refused a %s row, dropped: %s", row.table, exc)
+            self.queue.popleft()
+        self.last_error = None
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the queue is empty (or the timeout passes)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +12,7 @@ import asyncpg
 import orjson
 
 from .index import Row
-from .leases import Lease
+from .leases import Lease, NoLease
 
 log = logging.getLogger("promptpix.postgres")
 
@@ -60,11 +59,6 @@ MIGRATIONS: list[str] = [
         created_at timestamptz NOT NULL
     );
     CREATE INDEX generations_key ON generations (original_key);
-    CREATE TABLE leases (
-        key text PRIMARY KEY,
-        owner text NOT NULL,
-        expires_at timestamptz NOT NULL
-    );
     """,
 ]
 MIGRATION_LOCK = 0x70726F6D  # advisory lock id: replicas migrate one at a time
@@ -170,78 +164,84 @@ async def migrate(pool: asyncpg.Pool) -> None:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
 
 
+def lock_id(key: str) -> int:
+    """The advisory lock number for a content key: its first 64 bits."""
+    return int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
+
+
 class PgLease:
     def __init__(self, leases: PgLeases, key: str) -> None:
         self.leases, self.key = leases, key
-        self._renew = asyncio.create_task(self._renewing())
-
-    async def _renewing(self) -> None:
-        while True:
-            await asyncio.sleep(self.leases.ttl_s / 3)
-            with contextlib.suppress(Exception):
-                pool = await self.leases.db._pool()
-                await pool.execute(
-                    "UPDATE leases SET expires_at = now() + make_interval(secs => $3) "
-                    "WHERE key = $1 AND owner = $2",
-                    self.key,
-                    self.leases.owner,
-                    self.leases.ttl_s,
-                )
 
     async def release(self) -> None:
-        self._renew.cancel()
-        with contextlib.suppress(Exception):
-            pool = await self.leases.db._pool()
-            await pool.execute(
-                "DELETE FROM leases WHERE key = $1 AND owner = $2", self.key, self.leases.owner
-            )
-            await pool.execute("SELECT pg_notify($1, $2)", CHANNEL, self.key)
+        await self.leases.release(self.key)
 
 
 class PgLeases:
-    """A row per lease with an expiry its holder keeps pushing forward; a dead holder's
-    lease lapses after `ttl_s`. Releases are announced with NOTIFY so waiters wake at once."""
+    """Session advisory locks (`pg_try_advisory_lock`) on one dedicated connection per
+    process. A lock lives exactly as long as the connection that took it, so a replica that
+    dies, even by `kill -9`, releases its locks as soon as PostgreSQL sees the connection
+    close. Releases are announced with NOTIFY, so waiters wake at once; they also poll, which
+    is how they notice a dead holder. Without the database, single-flight stays per process
+    (the store's conditional write still keeps the first original)."""
 
     def __init__(self, db: Postgres, ttl_s: float = 15.0) -> None:
         self.db = db
-        self.ttl_s = ttl_s
-        self.owner = uuid.uuid4().hex
+        self.poll_s = min(ttl_s, 0.5)
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._held: set[str] = set()
         self._events: dict[str, asyncio.Event] = {}
-        self._listener: asyncpg.Connection | None = None
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._held.clear()  # a lost connection took its locks with it
+            conn = await asyncpg.connect(
+                self.db.dsn,
+                timeout=3,
+                command_timeout=5,
+                server_settings={"application_name": "promptpix-leases"},
+            )
+            await conn.add_listener(CHANNEL, self._notified)
+            self._conn = conn
+        return self._conn
 
     async def try_acquire(self, key: str) -> Lease | None:
-        pool = await self.db._pool()
-        row = await pool.fetchrow(
-            "INSERT INTO leases (key, owner, expires_at) "
-            "VALUES ($1, $2, now() + make_interval(secs => $3)) "
-            "ON CONFLICT (key) DO UPDATE "
-            "SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at "
-            "WHERE leases.expires_at < now() RETURNING owner",
-            key,
-            self.owner,
-            self.ttl_s,
-        )
-        if row is None:
+        if key in self._held:
             return None
+        try:
+            async with self._lock:
+                conn = await self._connection()
+                got = await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_id(key))
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("generation lock unavailable for %s (%s); going ahead", key, exc)
+            return NoLease()
+        if not got:
+            return None
+        self._held.add(key)
         return PgLease(self, key)
 
+    async def release(self, key: str) -> None:
+        if key not in self._held:
+            return
+        self._held.discard(key)
+        with contextlib.suppress(Exception):
+            async with self._lock:
+                conn = self._conn
+                if conn is None or conn.is_closed():
+                    return
+                await conn.execute(
+                    "SELECT pg_advisory_unlock($1), pg_notify($2, $3)", lock_id(key), CHANNEL, key
+                )
+
     async def wait(self, key: str, seconds: float) -> None:
-        await self._listen()
         event = self._events.setdefault(key, asyncio.Event())
         try:
-            await asyncio.wait_for(event.wait(), seconds * 5)
+            await asyncio.wait_for(event.wait(), max(seconds, self.poll_s))
         except TimeoutError:
             pass
         finally:
-            if event.is_set():
-                self._events.pop(key, None)
-
-    async def _listen(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        with contextlib.suppress(Exception):
-            self._listener = await asyncpg.connect(self.db.dsn, timeout=3)
-            await self._listener.add_listener(CHANNEL, self._notified)
+            self._events.pop(key, None)
 
     def _notified(self, conn: object, pid: int, channel: str, key: str) -> None:
         event = self._events.get(key)
@@ -249,6 +249,7 @@ class PgLeases:
             event.set()
 
     async def close(self) -> None:
-        if self._listener is not None:
+        if self._conn is not None:
             with contextlib.suppress(Exception):
-                await self._listener.close()
+                await asyncio.wait_for(self._conn.close(), 3)
+            self._conn = None

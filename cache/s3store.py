@@ -13,6 +13,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import blake3
 import orjson
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -20,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .filestore import EXTENSIONS
 from .keys import is_key
-from .store import StoredOriginal, StoreUnavailable
+from .store import StoredOriginal, StoreUnavailable, StoreUnreachable
 
 MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -109,7 +110,7 @@ class S3Store:
             meta_obj = await client.get_object(Bucket=self.bucket, Key=self._name(key, ".json"))
             async with meta_obj["Body"] as body:
                 meta = orjson.loads(await body.read())
-            obj = await client.get_object(Bucket=self.bucket, Key=self._name(key, meta["ext"]))
+            obj = await client.get_object(Bucket=self.bucket, Key=self._file(key, meta))
             async with obj["Body"] as body:
                 data = await body.read()
         except ClientError as exc:
@@ -117,18 +118,40 @@ class S3Store:
                 return None
             raise StoreUnavailable(f"s3 get {key}: {exc}") from exc
         except (TimeoutError, BotoCoreError, OSError) as exc:
-            raise StoreUnavailable(f"s3 get {key}: {exc}") from exc
+            raise StoreUnreachable(f"s3 get {key}: {exc}") from exc
         return StoredOriginal(key, data, meta)
+
+    def _file(self, key: str, meta: Mapping[str, Any]) -> str:
+        name = str(meta.get("file") or f"{key}{meta.get('ext', '')}")
+        if not name.startswith(key) or "/" in name:
+            raise StoreUnavailable(f"s3 get {key}: metadata names a foreign file {name!r}")
+        return self._name(key, name[len(key) :])
+
+    async def head(self, key: str) -> bool:
+        """Whether a complete original (its metadata object) is stored, without reading it."""
+        try:
+            client = await self._s3()
+            await client.head_object(Bucket=self.bucket, Key=self._name(key, ".json"))
+        except ClientError as exc:
+            if _code(exc) in MISSING:
+                return False
+            raise StoreUnavailable(f"s3 head {key}: {exc}") from exc
+        except (TimeoutError, BotoCoreError, OSError) as exc:
+            raise StoreUnreachable(f"s3 head {key}: {exc}") from exc
+        return True
 
     async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
         content_type = str(meta.get("content_type", "application/octet-stream"))
         ext = EXTENSIONS.get(content_type, ".bin")
-        record = {**meta, "ext": ext, "file": f"{key}{ext}"}
+        # The image's name carries a digest of its bytes: a writer that loses the race for
+        # the metadata never overwrites the image the winner's metadata describes.
+        file = f"{key}.{blake3.blake3(data).hexdigest()[:16]}{ext}"
+        record = {**meta, "key": key, "ext": ext, "file": file}
         try:
             client = await self._s3()
             await client.put_object(
                 Bucket=self.bucket,
-                Key=self._name(key, ext),
+                Key=self._name(key, file[len(key) :]),
                 Body=data,
                 ContentType=content_type,
                 Metadata={"promptpix-key": key},
@@ -144,11 +167,28 @@ class S3Store:
             except ClientError as exc:
                 if _code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                     raise
-                # Another replica stored this original first: its copy stands.
+                # Another replica stored this original first: its copy stands, ours goes.
+                theirs = await self._meta(client, key)
+                if theirs is not None and theirs.get("file") != file:
+                    with contextlib.suppress(ClientError):
+                        await client.delete_object(
+                            Bucket=self.bucket, Key=self._name(key, file[len(key) :])
+                        )
         except ClientError as exc:
             raise StoreUnavailable(f"s3 put {key}: {exc}") from exc
         except (TimeoutError, BotoCoreError, OSError) as exc:
-            raise StoreUnavailable(f"s3 put {key}: {exc}") from exc
+            raise StoreUnreachable(f"s3 put {key}: {exc}") from exc
+
+    async def _meta(self, client: Any, key: str) -> dict[str, Any] | None:
+        try:
+            obj = await client.get_object(Bucket=self.bucket, Key=self._name(key, ".json"))
+        except ClientError as exc:
+            if _code(exc) in MISSING:
+                return None
+            raise
+        async with obj["Body"] as body:
+            meta: dict[str, Any] = orjson.loads(await body.read())
+        return meta
 
     async def metadata(self) -> AsyncIterator[dict[str, Any]]:
         """Every original's metadata, for rebuilding the index."""
@@ -157,10 +197,13 @@ class S3Store:
         paginator = client.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                if item["Key"].endswith(".json"):
+                name = item["Key"].rsplit("/", 1)[-1]
+                if name.endswith(".json") and is_key(name[:-5]):
                     obj = await client.get_object(Bucket=self.bucket, Key=item["Key"])
                     async with obj["Body"] as body:
-                        yield orjson.loads(await body.read())
+                        meta = orjson.loads(await body.read())
+                    meta.setdefault("key", name[:-5])
+                    yield meta
 
     async def check(self) -> dict[str, Any]:
         info: dict[str, Any] = {"kind": "s3", "bucket": self.bucket, "endpoint": self.endpoint}

@@ -10,12 +10,15 @@ import asyncio
 import contextlib
 import logging
 import random
-from typing import Any
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from .filestore import FileStore
-from .store import Store, StoredOriginal, StoreUnavailable
+from .store import Store, StoredOriginal, StoreUnavailable, StoreUnreachable
 
 log = logging.getLogger("promptpix.spool")
+T = TypeVar("T")
 
 
 class SpooledStore:
@@ -26,6 +29,7 @@ class SpooledStore:
         *,
         retry_base_s: float = 0.5,
         retry_max_s: float = 30.0,
+        breaker_s: float = 1.0,
     ) -> None:
         self.primary = primary
         self.spool = spool
@@ -35,6 +39,11 @@ class SpooledStore:
         self.uploaded = 0
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        # After the store fails to answer at all, requests skip it for `breaker_s` instead
+        # of each waiting out connection retries; the uploader keeps probing.
+        self.breaker_s = breaker_s
+        self._skip_until = 0.0
 
     async def start(self) -> None:
         """Pick up what an earlier run left in the spool."""
@@ -49,16 +58,27 @@ class SpooledStore:
             if found is not None:
                 return found
         try:
-            return await self.primary.get(key)
+            found = await self._primary(self.primary.get(key))
         except StoreUnavailable:
             found = await self.spool.get(key)
             if found is not None:
                 return found
             raise
+        return found
+
+    async def head(self, key: str) -> bool:
+        if key in self.pending and await self.spool.head(key):
+            return True
+        try:
+            return bool(await self._primary(self.primary.head(key)))
+        except StoreUnavailable:
+            if await self.spool.head(key):
+                return True
+            raise
 
     async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
         try:
-            await self.primary.put(key, data, meta)
+            await self._primary(self.primary.put(key, data, meta))
             return
         except StoreUnavailable as exc:
             self.last_error = str(exc)[:300]
@@ -66,6 +86,24 @@ class SpooledStore:
         await self.spool.put(key, data, meta)  # raises only if the local disk fails too
         self.pending.add(key)
         self._kick()
+
+    async def _primary(self, op: Coroutine[Any, Any, T]) -> T:
+        if time.monotonic() < self._skip_until:
+            op.close()
+            raise StoreUnreachable("the object store did not answer a moment ago")
+        try:
+            result = await op
+        except StoreUnreachable:
+            self._skip_until = time.monotonic() + self.breaker_s
+            raise
+        self._alive()
+        return result
+
+    def _alive(self) -> None:
+        """The store just answered: an upload waiting out its backoff starts now."""
+        self._skip_until = 0.0
+        if self.pending:
+            self._wake.set()
 
     def _kick(self) -> None:
         if self._task is None or self._task.done():
@@ -84,13 +122,16 @@ class SpooledStore:
                 except StoreUnavailable as exc:
                     self.last_error = str(exc)[:300]
                     break
+                self._skip_until = 0.0
                 await self.spool.delete(key)
                 self.pending.discard(key)
                 self.uploaded += 1
                 delay = self.retry_base_s
             else:
                 continue
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay * (0.5 + random.random()))
             delay = min(delay * 2, self.retry_max_s)
         self.last_error = None
 
@@ -105,6 +146,8 @@ class SpooledStore:
     async def check(self) -> dict[str, Any]:
         state = await self.primary.check()
         state["spooled"] = len(self.pending)
+        if state.get("status") == "ok":
+            self._alive()
         if state.get("status") == "down":
             state["status"] = "degraded"  # still answering: writes go to the spool
             state["note"] = "object store unreachable; originals are kept in the local spool"

@@ -19,8 +19,16 @@ class StoreUnavailable(Exception):
     """The store could not be reached; what it holds is not lost."""
 
 
+class StoreUnreachable(StoreUnavailable):
+    """The store did not answer at all (refused, timed out): it is down, not just failing."""
+
+
 class Store(Protocol):
     async def get(self, key: str) -> StoredOriginal | None: ...
+
+    async def head(self, key: str) -> bool:
+        """Whether the original is stored, without reading it."""
+        ...
 
     async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None: ...
 

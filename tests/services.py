@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -151,6 +152,7 @@ class PostgreSQL:
     root: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    home: Path = field(init=False)
 
     @property
     def dsn(self) -> str:
@@ -161,12 +163,17 @@ class PostgreSQL:
             return ["runuser", "-u", "postgres", "--", *args]
         return args
 
+    def __post_init__(self) -> None:
+        # The cluster lives in its own directory: pytest's temp tree is private to root,
+        # and the server runs as `postgres`.
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.home = Path(tempfile.mkdtemp(prefix="promptpix-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.home, "postgres")
+
     def start(self, timeout: float = 60) -> PostgreSQL:
-        data = self.root / "pgdata"
+        data = self.home / "pgdata"
         if not data.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            if os.geteuid() == 0:
-                shutil.chown(self.root, "postgres")
             subprocess.run(
                 self._as_owner(
                     [
@@ -196,7 +203,7 @@ class PostgreSQL:
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-c",
-                f"unix_socket_directories={self.root}",
+                f"unix_socket_directories={self.home}",
                 "-c",
                 "fsync=off",
                 "-c",
@@ -232,6 +239,10 @@ class PostgreSQL:
         if self.proc is not None:
             stop(self.proc, signal.SIGINT)  # fast shutdown
 
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
 
 # --- nginx ------------------------------------------------------------------------------
 
@@ -243,6 +254,36 @@ def nginx_bin() -> str:
     return found
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def nginx_config(root: Path, port: int, upstream: str) -> str:
+    """The repository's `nginx/promptpix.conf`, its placeholders filled, in a main config
+    whose every path is under `root`."""
+    site = (REPO / "nginx" / "promptpix.conf").read_text()
+    for name, value in {
+        "PROMPTPIX_UPSTREAM": upstream,
+        "NGINX_PORT": f"127.0.0.1:{port}",
+        "NGINX_CACHE_DIR": str(root / "cache"),
+    }.items():
+        site = site.replace("${" + name + "}", value)
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    temp = "\n".join(
+        f"    {kind}_temp_path {root / 'tmp' / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        f"{user}worker_processes 2;\npid {root / 'nginx.pid'};\n"
+        f"error_log {root / 'logs' / 'error.log'} warn;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "    log_format upstream '$request_uri $status $upstream_cache_status "
+        "$upstream_addr';\n"
+        f"    access_log {root / 'logs' / 'access.log'} upstream;\n"
+        f"{temp}\n{site}\n}}\n"
+    )
+
+
 @dataclass
 class Nginx:
     """nginx in the foreground with a config written into a temp dir."""
@@ -252,7 +293,8 @@ class Nginx:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, port: int, timeout: float = 20) -> Nginx:
-        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        for sub in ("logs", "tmp", "cache"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
         path = self.root / "nginx.conf"
         path.write_text(self.conf)
         log = open(self.root / "nginx.out", "ab")  # noqa: SIM115 - the process owns it

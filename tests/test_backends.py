@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import subprocess
@@ -17,7 +18,15 @@ import httpx
 import pytest
 
 from cache.s3store import S3Store
-from tests.services import Gateway, PostgreSQL, SeaweedFS, free_port, wait_until
+from tests.services import (
+    Gateway,
+    Nginx,
+    PostgreSQL,
+    SeaweedFS,
+    free_port,
+    nginx_config,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,7 +42,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgreSQL]:
     server = PostgreSQL(tmp_path_factory.mktemp("pg")).start()
     yield server
-    server.stop()
+    server.remove()
 
 
 def s3_env(endpoint: str, bucket: str, spool: Path, dsn: str = "") -> dict[str, str]:
@@ -49,6 +58,12 @@ def s3_env(endpoint: str, bucket: str, spool: Path, dsn: str = "") -> dict[str, 
     if dsn:
         env["PROMPTPIX_DATABASE_URL"] = dsn
     return env
+
+
+HELD_LOCKS = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 def generations(url: str) -> int:
@@ -93,19 +108,33 @@ def s3_keys(endpoint: str, bucket: str) -> list[str]:
 
 def test_s3_store_round_trip(seaweed: SeaweedFS) -> None:
     async def run() -> None:
+        # The bucket does not exist yet: the store creates it.
         store = S3Store("roundtrip", "p", endpoint=seaweed.endpoint, access_key="a", secret_key="b")
         key = "ab" * 32
         assert await store.get(key) is None
+        assert await store.head(key) is False
         await store.put(key, b"\xff\xd8jpeg-bytes", {"content_type": "image/jpeg", "n": 1})
+        assert await store.head(key) is True
         got = await store.get(key)
         assert got is not None and got.data == b"\xff\xd8jpeg-bytes" and got.meta["n"] == 1
-        # The first writer's metadata stands: a second put does not replace it.
+        # The first writer's original stands: a second put replaces neither bytes nor metadata.
         await store.put(key, b"\xff\xd8other", {"content_type": "image/jpeg", "n": 2})
         got = await store.get(key)
-        assert got is not None and got.meta["n"] == 1
-        assert [m["key"] async for m in store.metadata()] == []  # "key" is set by the gateway
+        assert got is not None and got.meta["n"] == 1 and got.data == b"\xff\xd8jpeg-bytes"
+        # The metadata travels with the object: the store alone lists every original.
+        other = "cd" * 32
+        await store.put(other, b"\x89PNG", {"content_type": "image/png", "prompt": "x"})
+        listed = {m["key"]: m async for m in store.metadata()}
+        assert set(listed) == {key, other}
+        assert listed[other]["prompt"] == "x" and listed[other]["content_type"] == "image/png"
         assert (await store.check())["status"] == "ok"
         await store.close()
+        # Only the two originals' objects remain (the losing writer's image is removed).
+        again = S3Store("roundtrip", "", endpoint=seaweed.endpoint, access_key="a", secret_key="b")
+        client = await again._s3()
+        page = await client.list_objects_v2(Bucket="roundtrip")
+        assert len(page["Contents"]) == 4
+        await again.close()
 
     asyncio.run(run())
 
@@ -157,6 +186,49 @@ def test_two_replicas_one_generation(
         b.stop()
 
 
+def sqlite_count(path: Path, sql: str) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute(sql).fetchone()[0])
+
+
+@pytest.mark.parametrize("backends", ["embedded", "s3+postgresql"])
+def test_workers_share_one_generation(
+    backends: str, seaweed: SeaweedFS, postgres: PostgreSQL, tmp_path: Path
+) -> None:
+    if backends == "embedded":
+        env = {"PROMPTPIX_STORE": f"file://{tmp_path / 'data'}"}
+    else:
+        dsn = fresh_db(postgres)
+        env = s3_env(seaweed.endpoint, "workers", tmp_path / "spool", dsn)
+    env["PROMPTPIX_LOCAL_LATENCY_MS"] = "1500"
+    gw = Gateway(tmp_path / "gw", env, workers=2).start()
+    try:
+        url = gw.url + "/i/demo?prompt=two+workers+one+generation&w=100"
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await asyncio.gather(*(client.get(url) for _ in range(40)))
+
+        answers = asyncio.run(burst())
+        assert {r.status_code for r in answers} == {200}
+        assert len({r.content for r in answers}) == 1
+        ok = "SELECT count(*) FROM generations WHERE outcome = 'success'"
+        if backends == "embedded":
+            index = tmp_path / "data" / "index.sqlite3"
+            wait_until(lambda: sqlite_count(index, ok) >= 1, 10, "index write")
+            time.sleep(0.5)
+            assert sqlite_count(index, ok) == 1
+        else:
+            wait_until(lambda: pg_count(dsn, ok) >= 1, 10, "index write")
+            time.sleep(0.5)
+            assert pg_count(dsn, ok) == 1
+            assert s3_keys(seaweed.endpoint, "workers") == [answers[0].headers["x-image-id"]]
+    finally:
+        gw.stop()
+
+
 def test_store_outage_spools_and_uploads(tmp_path: Path) -> None:
     weed = SeaweedFS(tmp_path / "weed").start()
     gw = Gateway(tmp_path / "gw", s3_env(weed.endpoint, "outage", tmp_path / "spool")).start()
@@ -179,7 +251,12 @@ def test_store_outage_spools_and_uploads(tmp_path: Path) -> None:
 
         weed.start()  # same data directory and ports
         wanted = {r.headers["x-image-id"] for r in [first, *during]}
-        wait_until(lambda: set(s3_keys(weed.endpoint, "outage")) == wanted, 60, "spool upload")
+
+        def uploaded() -> bool:
+            httpx.get(gw.url + "/readyz", timeout=10)  # as a readiness probe would
+            return set(s3_keys(weed.endpoint, "outage")) == wanted
+
+        wait_until(uploaded, 60, "spool upload")
         wait_until(
             lambda: (
                 httpx.get(gw.url + "/readyz", timeout=10).json()["checks"]["store"]["status"]
@@ -218,7 +295,7 @@ def test_database_outage_still_serves(seaweed: SeaweedFS, tmp_path: Path) -> Non
         )
     finally:
         gw.stop()
-        pg.stop()
+        pg.remove()
 
 
 def test_dead_lock_holder_is_replaced(
@@ -235,19 +312,26 @@ def test_dead_lock_holder_is_replaced(
         path = "/i/demo?prompt=the+holder+dies&w=64"
 
         async def scenario() -> httpx.Response:
+            db = await asyncpg.connect(dsn)
             async with httpx.AsyncClient(timeout=60) as client:
                 first = asyncio.create_task(client.get(a.url + path))
-                # Wait until a holds the lease, then ask b and kill a.
-                for _ in range(100):
-                    if pg_count(dsn, "SELECT count(*) FROM leases") == 1:
+                # Wait until a holds the generation lock, then ask b, then kill a.
+                for _ in range(200):
+                    if await db.fetchval(HELD_LOCKS) == 1:
                         break
                     await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("a never took the generation lock")
                 second = asyncio.create_task(client.get(b.url + path))
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(1.0)
+                assert not second.done()  # b waits on a's lock instead of generating
+                assert await db.fetchval(HELD_LOCKS) == 1
                 a.stop(signal.SIGKILL)
                 with pytest.raises(httpx.HTTPError):
                     await first
-                return await second
+                answer = await second
+            await db.close()
+            return answer
 
         started = time.monotonic()
         answer = asyncio.run(scenario())
@@ -286,3 +370,120 @@ def test_reindex_rebuilds_from_store(
 
 def test_free_port_helper_gives_distinct_ports() -> None:
     assert free_port() != free_port() or free_port() > 0
+
+
+# --- nginx in front: the repository's config, run by a real nginx -------------------------
+
+
+def image_requests(url: str) -> int:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    found = re.findall(r'^promptpix_requests_total\{route="/i",[^}]*\} (\S+)$', text, re.M)
+    return int(sum(float(v) for v in found))
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
+    root = tmp_path_factory.mktemp("proxied")
+    env = {"PROMPTPIX_STORE": f"file://{root / 'data'}", "PROMPTPIX_LOCAL_LATENCY_MS": "1000"}
+    gw = Gateway(root / "gw", env).start()
+    port = free_port()
+    proxy = Nginx(root / "nginx", nginx_config(root / "nginx", port, f"127.0.0.1:{gw.port}"))
+    try:
+        proxy.start(port)
+        yield gw, f"http://127.0.0.1:{port}"
+    finally:
+        proxy.stop()
+        gw.stop()
+
+
+def test_nginx_sends_concurrent_first_requests_once(proxied: tuple[Gateway, str]) -> None:
+    gw, front = proxied
+    before = image_requests(gw.url)
+    path = "/i/demo?prompt=a+hundred+at+once+through+nginx&w=200"
+
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+            return await asyncio.gather(*(client.get(front + path) for _ in range(100)))
+
+    answers = asyncio.run(burst())
+    assert {r.status_code for r in answers} == {200}
+    assert len({r.content for r in answers}) == 1
+    assert image_requests(gw.url) - before == 1
+    assert httpx.get(front + path, timeout=10).headers["x-proxy-cache"] == "HIT"
+    assert image_requests(gw.url) - before == 1
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("image/avif,image/webp,image/apng,image/*,*/*;q=0.8", "image/avif"),
+        ("image/webp,*/*", "image/webp"),
+        ("image/jpeg", "image/jpeg"),
+        ("image/avif;q=0, image/webp;q=0,image/*", "image/jpeg"),
+        ("*/*", "image/jpeg"),
+    ],
+)
+def test_nginx_negotiated_format_follows_accept(
+    proxied: tuple[Gateway, str], accept: str, expected: str
+) -> None:
+    _, front = proxied
+    url = front + "/i/demo?prompt=one+picture+many+formats&w=96&fmt=auto"
+    # Another client's answer is cached first: it must not leak to this one.
+    for other in ("image/webp,*/*", "image/avif,image/webp,*/*", "image/jpeg"):
+        assert httpx.get(url, headers={"accept": other}, timeout=30).status_code == 200
+    for _ in range(2):
+        r = httpx.get(url, headers={"accept": accept}, timeout=30)
+        assert r.status_code == 200
+        assert r.headers["content-type"] == expected
+    assert r.headers["x-proxy-cache"] == "HIT"
+
+
+def test_nginx_fixed_format_ignores_accept(proxied: tuple[Gateway, str]) -> None:
+    _, front = proxied
+    url = front + "/i/demo?prompt=one+picture+many+formats&w=80"
+    first = httpx.get(url, headers={"accept": "image/avif,image/webp"}, timeout=30)
+    second = httpx.get(url, headers={"accept": "image/jpeg"}, timeout=30)
+    assert first.headers["content-type"] == second.headers["content-type"] == "image/webp"
+    assert "vary" not in second.headers
+    assert second.headers["x-proxy-cache"] == "HIT"
+
+
+def test_index_writer_drops_only_a_refused_row() -> None:
+    from cache.index import IndexWriter, Row
+
+    class Picky:
+        kind = "picky"
+
+        def __init__(self) -> None:
+            self.rows: list[Row] = []
+
+        async def start(self) -> None:
+            return None
+
+        async def write(self, rows: list[Row]) -> None:
+            if any(r.values.get("bad") for r in rows):
+                raise ValueError("refused")
+            self.rows.extend(rows)
+
+        async def count(self, table: str) -> int:
+            return len(self.rows)
+
+        async def check(self) -> dict[str, str]:
+            return {"status": "ok"}
+
+        async def close(self) -> None:
+            return None
+
+    async def run() -> None:
+        backend = Picky()
+        writer = IndexWriter(backend)  # type: ignore[arg-type]
+        await writer.start()
+        for i in range(5):
+            writer.add(Row("generations", {"n": i, "bad": i == 2}))
+        assert await writer.flush(5)
+        assert [r.values["n"] for r in backend.rows] == [0, 1, 3, 4]
+        assert writer.dropped == 1
+        await writer.close()
+
+    asyncio.run(run())
