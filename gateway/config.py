@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from generators.chain import default_generators
 from transforms.formats import FORMATS
 
 DEFAULT_CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -63,7 +64,9 @@ class Config:
             spool_dir=get("SPOOL_DIR", d.spool_dir),
             lease_ttl_s=num("LEASE_TTL_S", d.lease_ttl_s, 1, 3600),
             generators=tuple(
-                g.strip() for g in get("GENERATORS", ",".join(d.generators)).split(",") if g.strip()
+                g.strip()
+                for g in get("GENERATORS", ",".join(default_generators(env))).split(",")
+                if g.strip()
             ),
             local_latency_ms=int(num("LOCAL_LATENCY_MS", d.local_latency_ms, 0, 600_000)),
             memory_cache_mb=int(num("MEMORY_CACHE_MB", d.memory_cache_mb, 0, 1 << 20)),

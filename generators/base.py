@@ -30,10 +30,18 @@ class GeneratedImage:
 class GenerationError(Exception):
     """A generator failed; `retryable` says whether another try could succeed."""
 
-    def __init__(self, generator: str, message: str, *, retryable: bool = True) -> None:
+    def __init__(
+        self,
+        generator: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(f"{generator}: {message}")
         self.generator = generator
         self.retryable = retryable
+        self.retry_after = retry_after  # seconds the provider asked us to wait, if it said
 
 
 class Refused(GenerationError):
@@ -51,6 +59,9 @@ class AllGeneratorsFailed(Exception):
 
 
 class Generator(Protocol):
+    """`kind`, `model` and `native_sizes` (ratio -> size) are optional: the chain reads them
+    with defaults (the generator's id, "", and Gemini's ten ratios)."""
+
     id: str
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage: ...

@@ -1,0 +1,119 @@
+"""`imagen`: Imagen through google-genai on Vertex AI.
+
+Imagen is not served to a plain Gemini API key: this generator needs Vertex AI, either a
+project and location with Application Default Credentials (`GOOGLE_CLOUD_PROJECT`,
+`GOOGLE_CLOUD_LOCATION`) or a Vertex AI express-mode key (`PROMPTPIX_VERTEX_API_KEY`).
+It makes five ratios; the others are generated at the nearest and cropped by the chain.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from .base import GeneratedImage, GenerationError, GenerationRequest, Refused
+from .gemini import _errors, _types, google_client, map_api_error
+from .ratios import ratio_text
+
+DEFAULT_MODEL = "imagen-4.0-generate-001"
+NATIVE_SIZES: dict[tuple[int, int], tuple[int, int]] = {
+    (1, 1): (1024, 1024),
+    (3, 4): (896, 1280),
+    (4, 3): (1280, 896),
+    (9, 16): (768, 1408),
+    (16, 9): (1408, 768),
+}
+
+# The SDK marks `generate_images` as deprecated in favour of `generate_content`, which Imagen
+# models do not answer on Vertex AI yet.
+warnings.filterwarnings("ignore", message=r"The generate_images method is deprecated")
+
+
+class ImagenGenerator:
+    kind = "imagen"
+    native_sizes = NATIVE_SIZES
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        project: str | None = None,
+        location: str | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout_s: float = 120.0,
+        id: str = "imagen",
+    ) -> None:
+        self.id = id
+        self.model = model
+        self._types = _types()
+        self._errors = _errors()
+        if api_key:  # express mode: a key, no project
+            args: dict[str, Any] = {"vertexai": True, "api_key": api_key}
+        else:
+            args = {"vertexai": True, "project": project, "location": location}
+        self._client, self._http = google_client(base_url, timeout_s, **args)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ImagenGenerator:
+        key = env.get("PROMPTPIX_VERTEX_API_KEY", "").strip()
+        project = env.get("GOOGLE_CLOUD_PROJECT", "").strip()
+        if not key and not project:
+            raise ValueError(
+                "the imagen generator needs Vertex AI: GOOGLE_CLOUD_PROJECT (with "
+                "Application Default Credentials) or PROMPTPIX_VERTEX_API_KEY"
+            )
+        return cls(
+            model=env.get("PROMPTPIX_IMAGEN_MODEL", "").strip() or DEFAULT_MODEL,
+            project=project or None,
+            location=env.get("GOOGLE_CLOUD_LOCATION", "").strip() or "us-central1",
+            api_key=key or None,
+            base_url=env.get("PROMPTPIX_IMAGEN_BASE_URL", "").strip() or None,
+            timeout_s=float(env.get("PROMPTPIX_IMAGEN_TIMEOUT_S", "").strip() or 120),
+        )
+
+    async def generate(self, request: GenerationRequest) -> GeneratedImage:
+        types = self._types
+        config = types.GenerateImagesConfig(
+            number_of_images=1,
+            aspect_ratio=ratio_text(request.ratio),
+            seed=request.seed,
+            add_watermark=False,  # a seed is only honoured without the watermark
+            output_mime_type="image/png",
+            include_rai_reason=True,
+        )
+        try:
+            response = await self._client.aio.models.generate_images(
+                model=self.model, prompt=request.prompt, config=config
+            )
+        except self._errors.APIError as exc:
+            raise map_api_error(self.id, exc) from exc
+        return self._image(response)
+
+    def _image(self, response: Any) -> GeneratedImage:
+        images = response.generated_images or []
+        reasons = []
+        for generated in images:
+            image = generated.image
+            if image is not None and image.image_bytes:
+                return GeneratedImage(
+                    data=image.image_bytes,
+                    content_type=image.mime_type or "image/png",
+                    generator=self.id,
+                    model=self.model,
+                    details={"enhanced_prompt": generated.enhanced_prompt}
+                    if generated.enhanced_prompt
+                    else {},
+                )
+            if generated.rai_filtered_reason:
+                reasons.append(generated.rai_filtered_reason)
+        if reasons:
+            raise Refused(self.id, "; ".join(reasons)[:300])
+        if images:
+            raise GenerationError(self.id, "answer has no image bytes")
+        # Vertex AI answers an empty prediction list when every image was filtered.
+        raise Refused(self.id, "no image (filtered)")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,130 @@
+"""`imagen` through the real google-genai SDK (Vertex AI mode) against a local server that
+speaks Vertex AI's `:predict`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+
+import pytest
+
+from generators.base import GeneratedImage, GenerationRequest, Refused
+from generators.chain import Chain, Limits
+from generators.imagen import ImagenGenerator
+from generators.local import LocalGenerator
+from generators.ratios import NATIVE_SIZES
+from tests.generator_fakes import Answer, FakeServer, google_error, imagen_ok
+from transforms.source import decode
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.timeout(60),
+    pytest.mark.filterwarnings("ignore:The generate_images method is deprecated"),
+]
+
+FAST = Limits(retries=2, backoff_s=0.05, max_backoff_s=0.2, timeout_s=5.0)
+OPEN: list[Chain] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_chains() -> AsyncIterator[None]:
+    yield
+    while OPEN:
+        await OPEN.pop().close()
+
+
+def request(ratio: tuple[int, int] = (1, 1), prompt: str = "a red fox") -> GenerationRequest:
+    return GenerationRequest(
+        key="cd" * 32, prompt=prompt, ratio=ratio, size=NATIVE_SIZES[ratio], seed=11
+    )
+
+
+async def validate(image: GeneratedImage) -> None:
+    await asyncio.to_thread(decode, image.data, 50_000_000)
+
+
+def chain(server: FakeServer, limits: Limits = FAST) -> Chain:
+    gen = ImagenGenerator(api_key="vertex-key", base_url=server.url, timeout_s=limits.timeout_s)
+    made = Chain([gen, LocalGenerator()], {"imagen": limits})  # type: ignore[list-item]
+    OPEN.append(made)
+    return made
+
+
+async def test_success_on_a_native_ratio() -> None:
+    with FakeServer(imagen_ok) as server:
+        result = await chain(server).generate(request((16, 9)), validate)
+    [call] = server.calls
+    assert call.path == "/v1beta1/publishers/google/models/imagen-4.0-generate-001:predict"
+    body = call.json()
+    assert body["instances"] == [{"prompt": "a red fox"}]
+    params = body["parameters"]
+    assert params["aspectRatio"] == "16:9" and params["sampleCount"] == 1
+    assert params["seed"] == 11 and params["addWatermark"] is False
+    src = decode(result.image.data, 50_000_000)
+    assert (src.width, src.height) == (176, 96)
+    assert result.image.generator == "imagen"
+
+
+@pytest.mark.parametrize(
+    ("ratio", "asked", "size"),
+    [
+        ((21, 9), "16:9", (176, 75)),
+        ((2, 3), "3:4", (107, 160)),
+        ((5, 4), "4:3", (140, 112)),
+        ((4, 5), "3:4", (112, 140)),
+    ],
+)
+async def test_five_native_ratios_the_rest_cropped(
+    ratio: tuple[int, int], asked: str, size: tuple[int, int]
+) -> None:
+    with FakeServer(imagen_ok) as server:
+        result = await chain(server).generate(request(ratio), validate)
+    assert server.calls[0].json()["parameters"]["aspectRatio"] == asked
+    src = decode(result.image.data, 50_000_000)
+    assert (src.width, src.height) == size
+    assert result.image.details["native_ratio"] == asked
+
+
+async def test_safety_filter_is_a_refusal() -> None:
+    filtered = {"predictions": [{"raiFilteredReason": "The prompt violates a usage guideline."}]}
+    with FakeServer(imagen_ok) as server:
+        server.then(Answer(200, filtered))
+        c = chain(server)
+        with pytest.raises(Refused):
+            await c.generate(request(), validate)
+    assert server.count() == 1 and c.stats["local"].calls == 0
+
+
+async def test_429_retry_delay_then_503_then_success() -> None:
+    with FakeServer(imagen_ok) as server:
+        server.then(
+            Answer(429, google_error(429, "RESOURCE_EXHAUSTED", retry_delay="0.8s")),
+            Answer(503, google_error(503, "UNAVAILABLE")),
+        )
+        result = await chain(server).generate(request(), validate)
+    first, second, _ = server.calls
+    assert second.at - first.at >= 0.8
+    assert result.image.generator == "imagen"
+
+
+async def test_undecodable_bytes_fall_to_local() -> None:
+    junk = {"predictions": [{"bytesBase64Encoded": base64.b64encode(b"junk").decode()}]}
+    with FakeServer(imagen_ok) as server:
+        server.then(Answer(200, junk), Answer(200, junk))
+        result = await chain(server, Limits(retries=1, backoff_s=0.05)).generate(
+            request(), validate
+        )
+    assert result.image.generator == "local" and result.attempted == ("imagen", "local")
+
+
+async def test_timeout_falls_to_local() -> None:
+    with FakeServer(imagen_ok) as server:
+        server.then(Answer(200, {}, delay_s=2.0))
+        result = await chain(server, Limits(retries=0, timeout_s=0.3)).generate(request(), validate)
+    assert result.image.generator == "local"
+
+
+async def test_needs_vertex() -> None:
+    with pytest.raises(ValueError, match="Vertex"):
+        ImagenGenerator.from_env({"GEMINI_API_KEY": "x"})
