@@ -164,9 +164,14 @@ def split_query(query: bytes | str) -> dict[str, str]:
         name, _, value = field.partition("=")
         try:
             name = unquote_plus(name, errors="strict")
+        except UnicodeDecodeError:
+            raise BadParameter("a parameter name is not valid UTF-8 once decoded") from None
+        try:
             value = unquote_plus(value, errors="strict")
         except UnicodeDecodeError:
-            raise BadParameter("a parameter is not valid UTF-8 once decoded") from None
+            raise BadParameter(
+                f"'{_printable(name)}' is not valid UTF-8 once decoded", param=_printable(name)
+            ) from None
         if name in out:
             raise BadParameter(f"'{name}' is given more than once", param=name)
         out[name] = value

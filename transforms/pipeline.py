@@ -39,8 +39,8 @@ Step = Callable[[Context], None]
 
 def crop_to_view(ctx: Context) -> None:
     """A ratio that is not native is a crop of the native original around its focal point."""
-    view = ctx.params.view
-    if view == ctx.native:
+    view, native = ctx.params.view, ctx.native
+    if view[0] * native[1] == view[1] * native[0]:  # 21:9 arrives reduced, as 7:3
         return
     img = ctx.image
     left, top, w, h = crop_box(img.width, img.height, view[0], view[1], ctx.focal)

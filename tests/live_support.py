@@ -1,0 +1,130 @@
+"""Helpers for the live-path tests: a gateway per test module, metrics, images, errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import httpx
+import pyvips
+
+from tests.services import Gateway
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+YEAR = "public, max-age=31536000, immutable"
+
+
+def start_gateway(root: Path, workers: int = 1, **env: str) -> Gateway:
+    """`promptpix serve` on a free loopback port, with its own data directory."""
+    data = root / "data"
+    # Embedded defaults whatever the calling shell holds: no provider keys, no other backends.
+    inherited = {
+        name: ""
+        for name in os.environ
+        if name.startswith("PROMPTPIX_")
+        or name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENAI_API_KEY", "AWS_ENDPOINT_URL")
+    }
+    settings = {
+        **inherited,
+        "PROMPTPIX_STORE": f"file://{data}",
+        "PROMPTPIX_GENERATORS": "local",
+        "PROMPTPIX_DATABASE_URL": "",
+        "PROMPTPIX_DEFAULT_FORMAT": "webp",
+        "PROMPTPIX_LOCAL_LATENCY_MS": "0",
+        **env,
+    }
+    return Gateway(root, settings, workers=workers).start(timeout=60)
+
+
+def metrics(client: httpx.Client | str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of `/metrics`, keyed by (name, labels)."""
+    if isinstance(client, str):
+        text = httpx.get(client + "/metrics", timeout=30).text
+    else:
+        text = client.get("/metrics").text
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        assert m, f"not a Prometheus sample line: {line!r}"
+        labels = frozenset(_LABEL.findall(m[2] or ""))
+        out[(m[1], labels)] = float(m[3])
+    return out
+
+
+def generations(client: httpx.Client | str, outcome: str = "success") -> float:
+    """How many originals were generated so far (every generator) with this outcome."""
+    return sum(
+        value
+        for (name, labels), value in metrics(client).items()
+        if name == "promptpix_generations_total" and ("outcome", outcome) in labels
+    )
+
+
+def size_of(data: bytes) -> tuple[int, int]:
+    img = pyvips.Image.new_from_buffer(data, "")
+    return img.width, img.height
+
+
+def image(data: bytes) -> pyvips.Image:
+    return pyvips.Image.new_from_buffer(data, "")
+
+
+def assert_error(
+    response: httpx.Response, status: int, code: str | None = None, param: str | None = None
+) -> dict[str, str]:
+    """A failure answer of SPEC §1: JSON `{"error": {code, message, param}}`, no-store."""
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    error = body["error"]
+    assert isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["message"], str) and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    if param is not None:
+        assert error.get("param") == param, error
+    return error
+
+
+def magic(data: bytes) -> str:
+    """The format that a file's first bytes say it is."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "avif"
+    return "unknown"
+
+
+def raw_get(base: str, target: bytes, timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+    """A GET with the request target sent byte for byte (httpx would re-encode it)."""
+    url = httpx.URL(base)
+    with socket.create_connection((url.host, url.port or 80), timeout=timeout) as sock:
+        sock.sendall(
+            b"GET "
+            + target
+            + b" HTTP/1.1\r\nHost: "
+            + url.host.encode()
+            + b"\r\nConnection: close\r\n\r\n"
+        )
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
