@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from starlette.routing import Route, Router
 
 from cache.backends import build_backends
 from generators.chain import build_chain
+from generators.llm import llm_from_env
+from generators.vision import vision_from_env
 from transforms.executor import TransformPool
 from transforms.vips import configure
 
-from . import health
+from . import health, providers
 from .config import Config
 from .errors import NotFound
 from .images import ImageService, ImageSettings
@@ -19,10 +22,11 @@ from .live import ROUTE, LiveImages
 from .metrics import Metrics
 from .projects import DEMO, Projects
 from .responses import send_error
+from .similar import SemanticSettings, open_semantic
 from .types import Message, Receive, Scope, Send
 
 log = logging.getLogger("promptpix")
-KNOWN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+KNOWN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v1/providers"})
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -41,6 +45,10 @@ class App:
         self.pool = TransformPool(
             cfg.transform_threads or None, None if cfg.transform_queue < 0 else cfg.transform_queue
         )
+        self.semantic_settings = SemanticSettings.from_env(cfg.store)
+        self.semantic = open_semantic(self.semantic_settings)
+        self.llm = llm_from_env()
+        self.vision = vision_from_env()
         self.images = ImageService(
             ImageSettings(
                 max_dimension=cfg.max_dimension,
@@ -55,17 +63,36 @@ class App:
             self.metrics,
             self.backends.index,
             self.backends.leases,
+            llm=self.llm,
+            semantic=self.semantic,
+            vision=self.vision,
+            semantic_reuse=self._semantic_reuse,
         )
-        self.projects = Projects([DEMO] if cfg.demo_enabled else [])
-        self.live = LiveImages(self.images, self.projects, cfg, self.metrics, self.chain.ids)
+        demo = dataclasses.replace(DEMO, semantic_reuse=self.semantic_settings.demo_reuse)
+        self.projects = Projects([demo] if cfg.demo_enabled else [])
+        self.live = LiveImages(
+            self.images,
+            self.projects,
+            cfg,
+            self.metrics,
+            self.chain.ids,
+            similar_cache_control=self.semantic_settings.cache_control,
+        )
         self.router = Router(
             routes=[
                 Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
                 Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
                 Route("/metrics", health.metrics, methods=["GET"]),
+                Route("/v1/providers", providers.providers, methods=["GET", "HEAD"]),
             ],
             default=_not_found,
         )
+
+    def _semantic_reuse(self, slug: str) -> bool:
+        try:
+            return self.projects.get(slug).semantic_reuse
+        except NotFound:
+            return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -96,6 +123,8 @@ class App:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.backends.start()
+                if self.semantic is not None:
+                    await self.semantic.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 # Generations under way finish and are stored before the process exits.
@@ -103,7 +132,15 @@ class App:
                 await self.images.variant_flight.drain()
                 if self.backends.spool is not None:
                     await self.backends.spool.flush(timeout=5.0)
+                if self.semantic is not None:
+                    await self.semantic.drain()
+                    self.semantic.close()
+                if self.llm is not None:
+                    await self.llm.aclose()
+                if self.vision is not None:
+                    await self.vision.aclose()
                 self.pool.close()
+                await self.chain.close()
                 await self.backends.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

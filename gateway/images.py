@@ -6,10 +6,12 @@ own task finishes (and stores) even when the request that started it goes away.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cache.index import IndexWriter, Row, original_row
 from cache.leases import Leases, acquire
@@ -18,19 +20,28 @@ from cache.singleflight import SingleFlight
 from cache.store import Store, StoredOriginal, StoreUnavailable
 from generators.base import AllGeneratorsFailed, GeneratedImage, GenerationRequest, Refused
 from generators.chain import Chain
-from generators.prompts import prepare
+from generators.llm import TextLLM
+from generators.prompts import prepare_async
 from generators.ratios import NATIVE_SIZES, ratio_text
+from generators.semantic import REUSE_THRESHOLD, SIMILAR_THRESHOLD
+from generators.styles import BUILTIN_STYLES
+from generators.vision import Analysis, GeminiVision
+from transforms.background import subject_centre
 from transforms.executor import TransformPool
 from transforms.focal import find_focal_point
+from transforms.formats import FORMATS
 from transforms.pipeline import Rendered, render
 from transforms.source import Source, decode
 
 from .metrics import Metrics
 from .params import GenerationParams, TransformParams
 
+if TYPE_CHECKING:
+    from .similar import SemanticCache
+
 log = logging.getLogger("promptpix.images")
 
-MISS, TRANSFORM, HIT = "MISS", "TRANSFORM", "HIT"
+MISS, TRANSFORM, HIT, SIMILAR = "MISS", "TRANSFORM", "HIT", "SIMILAR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +63,9 @@ class Variant:
     width: int
     height: int
     generator: str
-    status: str  # MISS or TRANSFORM: how it was first made
+    status: str  # MISS or TRANSFORM: how it was first made (SIMILAR: a stand-in)
     timings: dict[str, float] = field(default_factory=dict)
+    similarity: float | None = None  # SIMILAR: the cosine of the two prompts
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +88,17 @@ class ImageService:
         metrics: Metrics,
         index: IndexWriter,
         leases: Leases,
+        *,
+        llm: TextLLM | None = None,
+        semantic: SemanticCache | None = None,
+        vision: GeminiVision | None = None,
+        semantic_reuse: Callable[[str], bool] = lambda project: False,
     ) -> None:
         self.settings = settings
+        self.llm = llm  # prompt compaction and enhancement; None: deterministic
+        self.semantic = semantic
+        self.vision = vision
+        self.semantic_reuse = semantic_reuse  # project -> serve >= 0.85 matches before generating
         self.store = store
         self.index = index
         self.leases = leases
@@ -103,12 +124,84 @@ class ImageService:
         found = self.variants.get(variant_key)
         if found is not None:
             return found, HIT
-        variant, _ = await self.variant_flight.do(
-            variant_key,
-            lambda: self._make_variant(gen, transform, variant_key),
-            timeout=self.settings.generation_timeout_s,
-        )
+        if self.semantic is not None and self.semantic_reuse(gen.project):
+            reused = await self._reuse(gen, transform)
+            if reused is not None:
+                return reused, SIMILAR
+        try:
+            variant, _ = await self.variant_flight.do(
+                variant_key,
+                lambda: self._make_variant(gen, transform, variant_key),
+                timeout=self.settings.generation_timeout_s,
+            )
+        except AllGeneratorsFailed:
+            similar = await self.similar(gen, transform, SIMILAR_THRESHOLD)
+            if similar is None:
+                raise
+            return similar, SIMILAR
         return variant, variant.status
+
+    async def _reuse(self, gen: GenerationParams, transform: TransformParams) -> Variant | None:
+        """A project that opts in gets a near-identical stored image instead of a generation."""
+        if self.sources.get(gen.key) is not None:
+            return None
+        try:
+            if await self.store.head(gen.key):
+                return None
+        except StoreUnavailable:
+            return None
+        return await self.similar(gen, transform, REUSE_THRESHOLD)
+
+    async def similar(
+        self, gen: GenerationParams, transform: TransformParams, threshold: float
+    ) -> Variant | None:
+        """The asked variant made from the stored original whose prompt is most similar."""
+        if self.semantic is None:
+            return None
+        started = time.perf_counter()
+        match = await self.semantic.find(gen.prompt, gen.project, gen.ratio, threshold)
+        timings = {"semantic": (time.perf_counter() - started) * 1000}
+        if match is None or match.key == gen.key:
+            return None
+        original = self.sources.get(match.key)
+        if original is None:
+            stored = await self._read(match.key)
+            if stored is None:
+                return None
+            original = await self._from_store(stored, gen, timings)
+        started = time.perf_counter()
+        out: Rendered = await self.pool.run(
+            render,
+            original.source,
+            original.focal,
+            original.native,
+            self._effective(transform, str(original.meta.get("params", {}).get("style", ""))),
+            self.settings.max_dimension,
+        )
+        self._stage(timings, "transform", started)
+        log.info("serving %s for %s (similarity %.3f)", match.key, gen.key, match.similarity)
+        return Variant(
+            key=transform.key(match.key),
+            original_key=match.key,
+            data=out.data,
+            content_type=out.content_type,
+            width=out.width,
+            height=out.height,
+            generator=original.generator,
+            status=SIMILAR,
+            timings=timings,
+            similarity=round(match.similarity, 4),
+        )
+
+    @staticmethod
+    def _effective(transform: TransformParams, style: str) -> TransformParams:
+        """Styles that ask for a plain background lose it wherever the format has alpha."""
+        preset = BUILTIN_STYLES.get(style)
+        if preset is None or not preset.transparent or transform.rmbg:
+            return transform
+        if not FORMATS[transform.fmt].alpha:
+            return transform
+        return dataclasses.replace(transform, rmbg=True)
 
     async def _make_variant(
         self, gen: GenerationParams, transform: TransformParams, variant_key: str
@@ -121,8 +214,9 @@ class ImageService:
             original.source,
             original.focal,
             original.native,
-            transform,
+            self._effective(transform, gen.style),
             self.settings.max_dimension,
+            unbounded=status == MISS,  # a generation already paid for is never turned away
         )
         self._stage(timings, "transform", started)
         variant = Variant(
@@ -232,13 +326,16 @@ class ImageService:
     async def _generate(
         self, gen: GenerationParams, key: str, timings: dict[str, float]
     ) -> Original:
-        prompt = prepare(
+        started = time.perf_counter()
+        prompt = await prepare_async(
             gen.prompt,
             style=gen.style,
             negative=gen.neg,
             enhance=gen.enhance,
-            takes_negative=False,
+            takes_negative=self._takes_negative(gen.model),
+            llm=self.llm,
         )
+        self._stage(timings, "prompt", started)
         request = GenerationRequest(
             key=key,
             prompt=prompt.sent,
@@ -254,7 +351,11 @@ class ImageService:
             # Decoding proves the bytes are an image; the focal point is found on the way.
             t0 = time.perf_counter()
             analysed["it"] = await self.pool.run(
-                _analyse, image.data, self.settings.max_source_pixels, unbounded=True
+                _analyse,
+                image.data,
+                self.settings.max_source_pixels,
+                _plain(gen.style),
+                unbounded=True,
             )
             self._stage(timings, "analyse", t0)
 
@@ -273,12 +374,21 @@ class ImageService:
         image = result.image
         self.metrics.generations.inc(image.generator, "success")
         source, focal = analysed["it"]
+        analysis = await self._vision(image, timings)
+        if analysis is not None and analysis.focal is not None:
+            focal = analysis.focal
         meta: dict[str, Any] = {
             "key": key,
             "project": gen.project,
             "prompt": gen.prompt,
             "prompt_sent": prompt.sent,
             "prompt_compacted": prompt.compacted,
+            "prompt_work": {
+                "optimizer": prompt.optimizer,
+                "enhancer": prompt.enhancer,
+                "fallbacks": dict(prompt.fallbacks),
+                "timings_ms": dict(prompt.timings_ms),
+            },
             "params": {
                 "ar": ratio_text(gen.ratio),
                 "style": gen.style,
@@ -298,7 +408,12 @@ class ImageService:
             "height": source.height,
             "bytes": len(image.data),
             "focal_point": {"x": focal[0], "y": focal[1]},
+            "focal_source": analysis.source if analysis and analysis.focal else "libvips",
+            "alt_text": analysis.alt_text if analysis else "",
+            "tags": list(analysis.tags) if analysis else [],
             "timings_ms": {"generate": round(generated_ms, 1)},
+            "generator_timings_ms": dict(result.timings),
+            "generator_details": dict(image.details),
             "created_at": time.time(),
         }
         started = time.perf_counter()
@@ -308,6 +423,8 @@ class ImageService:
             self.metrics.store_errors.inc("put")
             log.error("store write failed for %s (served from memory): %s", key, exc)
         self._stage(timings, "store", started)
+        if self.semantic is not None:  # embedded after the answer, off the event loop
+            self.semantic.remember(key, gen.prompt, gen.project, gen.ratio)
         self.index.add(original_row(meta))
         self.index.add(
             generation_row(
@@ -322,6 +439,20 @@ class ImageService:
         )
         return Original(key, source, focal, gen.ratio, image.generator, meta)
 
+    def _takes_negative(self, only: str) -> bool:
+        """Whether every generator that may answer takes a negative prompt of its own."""
+        candidates = [g for g in self.chain.generators if not only or g.id == only]
+        return bool(candidates) and all(getattr(g, "takes_negative", False) for g in candidates)
+
+    async def _vision(self, image: GeneratedImage, timings: dict[str, float]) -> Analysis | None:
+        """The vision model's focal point, alt text and tags, when one is configured."""
+        if self.vision is None:
+            return None
+        started = time.perf_counter()
+        found = await self.vision.analyse(image.data, image.content_type)
+        self._stage(timings, "vision", started)
+        return found
+
     def _stage(self, timings: dict[str, float], stage: str, started: float) -> float:
         ms = (time.perf_counter() - started) * 1000
         timings[stage] = ms
@@ -329,8 +460,19 @@ class ImageService:
         return ms
 
 
-def _analyse(data: bytes, max_pixels: int) -> tuple[Source, tuple[float, float]]:
+def _plain(style: str) -> bool:
+    preset = BUILTIN_STYLES.get(style)
+    return preset is not None and preset.transparent
+
+
+def _analyse(
+    data: bytes, max_pixels: int, plain: bool = False
+) -> tuple[Source, tuple[float, float]]:
     source = decode(data, max_pixels)
+    if plain:  # on a plain background the subject is what is left once it is removed
+        centre = subject_centre(source.image())
+        if centre is not None:
+            return source, centre
     return source, find_focal_point(source)
 
 

@@ -12,12 +12,13 @@ import time
 from dataclasses import dataclass
 
 from generators.base import AllGeneratorsFailed, Refused
+from generators.styles import BUILTIN_STYLES
 from transforms.errors import PoolFull, SourceTooLarge, UnreadableImage
 from transforms.formats import FORMATS, negotiate
 
 from . import errors as err
 from .config import Config
-from .images import HIT, ImageService, Variant
+from .images import HIT, SIMILAR, ImageService, Variant
 from .metrics import Metrics
 from .params import ImageRequest, ParseContext, parse
 from .projects import Project, Projects
@@ -48,6 +49,7 @@ class LiveImages:
         config: Config,
         metrics: Metrics,
         generator_ids: list[str],
+        similar_cache_control: str = "public, max-age=300",
     ) -> None:
         self.images = images
         self.config = config
@@ -56,6 +58,8 @@ class LiveImages:
         self.projects = projects
         self.remembered: dict[tuple[str, bytes], Remembered] = {}
         self.cache_control = config.cache_control.encode()
+        # A stand-in for an image that could not be made is kept for minutes, not a year.
+        self.similar_cache_control = similar_cache_control.encode()
         self._header_cache: dict[tuple[str, bool], Headers] = {}
 
     def _context(self, project: Project, generator_ids: list[str]) -> ParseContext:
@@ -113,7 +117,8 @@ class LiveImages:
         except Exception as exc:  # every failure leaves as a JSON answer, never a bare 500
             await self._fail(send_, exc, head)
             return
-        self._remember(path, query, fmt, vkey, negotiated, request)
+        if status != SIMILAR:  # the URL's own image is still to be made: ask again next time
+            self._remember(path, query, fmt, vkey, negotiated, request)
         stages = [("parse", parsed_ms)]
         if status != HIT:
             stages.extend(variant.timings.items())
@@ -147,11 +152,13 @@ class LiveImages:
             self.remembered[(path, query)] = known
         known.by_format[fmt] = vkey
 
-    def _headers(self, variant: Variant, negotiated: bool) -> Headers:
+    def _headers(
+        self, variant: Variant, negotiated: bool, cache_control: bytes | None = None
+    ) -> Headers:
         headers = [
             (b"content-type", variant.content_type.encode()),
             (b"content-length", str(len(variant.data)).encode()),
-            (b"cache-control", self.cache_control),
+            (b"cache-control", cache_control or self.cache_control),
             (b"etag", b'"' + variant.key.encode() + b'"'),
             (b"x-image-id", variant.original_key.encode()),
             (b"x-generator", variant.generator.encode()),
@@ -174,12 +181,20 @@ class LiveImages:
         started: float,
         stages: object,
     ) -> None:
-        if if_none_match and etag_matches(if_none_match, b'"' + variant.key.encode() + b'"'):
+        similar = status == SIMILAR
+        if (
+            not similar
+            and if_none_match
+            and etag_matches(if_none_match, b'"' + variant.key.encode() + b'"')
+        ):
             await self._not_modified(send_, variant.key, negotiated)
             return
         key = (variant.key, negotiated)
-        base = self._header_cache.get(key)
-        if base is None:
+        base = None if similar else self._header_cache.get(key)
+        if similar:
+            base = self._headers(variant, negotiated, self.similar_cache_control)
+            base.append((b"x-semantic-similarity", f"{variant.similarity or 0:.4f}".encode()))
+        elif base is None:
             if len(self._header_cache) >= REMEMBERED_URLS:
                 self._header_cache.clear()
             base = self._header_cache[key] = self._headers(variant, negotiated)
@@ -229,7 +244,9 @@ class LiveImages:
 
 def _needs_alpha(req: ImageRequest) -> bool:
     tp = req.transform
-    return tp.rmbg or (tp.bg_given and tp.bg is None)
+    style = BUILTIN_STYLES.get(req.gen.style)
+    plain = style is not None and style.transparent and not tp.bg_given
+    return tp.rmbg or plain or (tp.bg_given and tp.bg is None)
 
 
 def map_error(exc: BaseException) -> err.GatewayError:

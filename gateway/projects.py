@@ -13,6 +13,7 @@ class Project:
     style_version: int = 1
     default_style: str = ""
     default_enhance: bool = False
+    semantic_reuse: bool = False  # serve a stored image of cosine >= 0.85 before generating
 
 
 DEMO = Project(slug="demo")

@@ -17,7 +17,8 @@ COMMON: Headers = [
 ]
 EXPOSE = (
     b"access-control-expose-headers",
-    b"ETag, X-Cache-Status, X-Image-Id, X-Generator, Server-Timing, Retry-After",
+    b"ETag, X-Cache-Status, X-Image-Id, X-Generator, X-Semantic-Similarity, Server-Timing, "
+    b"Retry-After",
 )
 TIMING_ALLOW = (b"timing-allow-origin", b"*")
 

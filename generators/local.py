@@ -56,6 +56,7 @@ class LocalGenerator:
     """Draws a placeholder derived from the prompt: colours, shapes and the prompt's words."""
 
     id = "local"
+    model = "local-placeholder-1"
 
     def __init__(self, latency_ms: int = 0) -> None:
         self.latency_s = max(0, latency_ms) / 1000
@@ -138,7 +139,15 @@ def render(request: GenerationRequest) -> bytes:
         out, caption, int(short * 0.06), width * 0.8, (255, 255, 255), anchor=(sx, sy + sr * 1.25)
     )
     label = f"{LABEL} · seed {request.seed}" + (f" · {request.style}" if request.style else "")
-    out = _banner(out, label, max(14, int(height * 0.024)))
+    if plain:  # a clear margin of background all round, as an icon or a logo has
+        m = max(2, int(short * 0.04))
+        out = out.crop(m, m, width - 2 * m, height - 2 * m).embed(
+            m, m, width, height, extend="background", background=[255, 255, 255]
+        )
+    size = max(14, int(height * 0.024))
+    # A plain background stays plain to its edges (it is removed later): the label is a tag
+    # inside it instead of a strip across the top.
+    out = _tag(out, label, size) if plain else _banner(out, label, size)
     return out.copy(interpretation="srgb").jpegsave_buffer(Q=90, keep="none")
 
 
@@ -177,6 +186,19 @@ def _banner(img: pyvips.Image, text: str, size: int) -> pyvips.Image:
     strip = img.crop(0, 0, img.width, strip_h) * 0.35
     strip = mask.embed(pad, pad, img.width, strip_h).ifthenelse([255, 255, 255], strip, blend=True)
     return img.insert(strip.cast("uchar"), 0, 0)
+
+
+def _tag(img: pyvips.Image, text: str, size: int) -> pyvips.Image:
+    """The label on a dark tag centred near the top, clear of the image's edges."""
+    mask = pyvips.Image.text(_escape(text), font=f"sans bold {size}px")
+    pad = size // 2
+    tag_w, tag_h = min(img.width - 4 * size, mask.width + 2 * pad), mask.height + 2 * pad
+    if tag_w <= 0 or tag_h + 2 * size > img.height:
+        return img
+    left, top = (img.width - tag_w) // 2, 2 * size
+    tag = img.crop(left, top, tag_w, tag_h) * 0.35
+    tag = mask.embed(pad, pad, tag_w, tag_h).ifthenelse([255, 255, 255], tag, blend=True)
+    return img.insert(tag.cast("uchar"), left, top)
 
 
 def _escape(text: str) -> str:

@@ -120,7 +120,7 @@ def test_long_prompts_are_truncated_not_refused(model: MiniLM) -> None:
     assert len(model.tokenizer.encode(long).ids) == 256
     started = time.perf_counter()
     e = vec(model, long)
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 10  # ~0.2 s idle; generous for a loaded machine
     # What lies past the limit does not count, as with sentence-transformers.
     np.testing.assert_allclose(e, vec(model, long + " a bar chart of quarterly sales"), atol=1e-6)
 
@@ -130,7 +130,7 @@ def test_embed_time(model: MiniLM) -> None:
     for _ in range(5):
         model.encode(["a cozy cabin in a pine forest at dusk, warm light in the windows"])
     per_prompt = (time.perf_counter() - started) / 5
-    assert per_prompt < 0.5, per_prompt
+    assert per_prompt < 2.0, per_prompt  # ~0.05 s idle; generous for a loaded machine
 
 
 # --- the index ------------------------------------------------------------------------------

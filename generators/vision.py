@@ -1,0 +1,156 @@
+"""Asset analysis by a vision model: focal point, alt text and tags of a stored original.
+
+Optional: without one, the focal point comes from libvips saliency (`transforms.focal`) and
+there is no alt text. With `PROMPTPIX_VISION=gemini` (and `GEMINI_API_KEY`), a Gemini text
+model looks at the image through google-genai and answers JSON. Whatever goes wrong (no
+answer in time, an error, malformed JSON) yields None, and libvips' focal point is kept.
+
+- `PROMPTPIX_VISION`: `gemini`, or `off` (default).
+- `PROMPTPIX_VISION_MODEL` (default `gemini-2.5-flash`), `PROMPTPIX_VISION_TIMEOUT_S`
+  (default 10), `PROMPTPIX_VISION_BASE_URL` (default `PROMPTPIX_GEMINI_BASE_URL`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("promptpix.vision")
+
+DEFAULT_MODEL = "gemini-2.5-flash"
+DEFAULT_TIMEOUT_S = 10.0
+MAX_TAGS = 12
+INSTRUCTION = (
+    "Look at this image and answer JSON only, with these fields: "
+    '"focal_point": {"x": number, "y": number}, the centre of the main subject as fractions '
+    "0..1 of the width (from the left) and height (from the top); "
+    '"alt_text": one sentence of at most 150 characters describing the image for a screen '
+    'reader; "tags": up to 8 short lowercase keywords.'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    focal: tuple[float, float] | None
+    alt_text: str
+    tags: list[str] = field(default_factory=list)
+    source: str = ""  # "gemini:MODEL"
+
+
+def parse_analysis(text: str, source: str) -> Analysis | None:
+    """The model's JSON answer, checked; None when it is not usable."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.strip("`").removeprefix("json").strip()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    focal: tuple[float, float] | None = None
+    point = data.get("focal_point")
+    if isinstance(point, dict):
+        x, y = point.get("x"), point.get("y")
+        numbers = isinstance(x, int | float) and isinstance(y, int | float)
+        if numbers and 0 <= x <= 1 and 0 <= y <= 1:  # type: ignore[operator]
+            focal = (round(float(x), 4), round(float(y), 4))
+    alt = data.get("alt_text")
+    alt = alt.strip()[:300] if isinstance(alt, str) else ""
+    raw_tags = data.get("tags")
+    tags = (
+        [t.strip().lower()[:40] for t in raw_tags if isinstance(t, str) and t.strip()][:MAX_TAGS]
+        if isinstance(raw_tags, list)
+        else []
+    )
+    if focal is None and not alt and not tags:
+        return None
+    return Analysis(focal, alt, tags, source)
+
+
+class GeminiVision:
+    def __init__(
+        self,
+        api_key: str,
+        model: str = DEFAULT_MODEL,
+        *,
+        base_url: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        import httpx
+        from google import genai
+        from google.genai import types
+
+        self._types = types
+        self.model = model
+        self.timeout_s = timeout_s
+        self.name = f"gemini:{model}"
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=2.0))
+        self._client = genai.Client(
+            api_key=api_key,
+            http_options=types.HttpOptions(
+                base_url=base_url or None,
+                timeout=max(1, int(timeout_s * 1000)),
+                retry_options=types.HttpRetryOptions(attempts=1),
+                httpx_async_client=self._http,
+            ),
+        )
+
+    async def analyse(self, data: bytes, content_type: str) -> Analysis | None:
+        types = self._types
+        config = types.GenerateContentConfig(
+            response_mime_type="application/json",
+            temperature=0.0,
+            thinking_config=(
+                types.ThinkingConfig(thinking_budget=0)
+                if self.model.startswith("gemini-2.5-flash")
+                else None
+            ),
+        )
+        image = types.Part.from_bytes(data=data, mime_type=content_type)
+        contents: list[Any] = [image, INSTRUCTION]
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                response = await self._client.aio.models.generate_content(
+                    model=self.model, contents=contents, config=config
+                )
+            text = response.text or ""
+        except Exception as exc:  # timeouts, API errors, malformed answers
+            log.info("vision analysis failed, libvips focal point kept: %s", str(exc)[:200])
+            return None
+        found = parse_analysis(text, self.name)
+        if found is None:
+            log.info("vision analysis answered nothing usable")
+        return found
+
+    async def aclose(self) -> None:
+        await self._client.aio.aclose()
+        await self._http.aclose()
+
+
+def vision_from_env(env: Mapping[str, str] | None = None) -> GeminiVision | None:
+    env = os.environ if env is None else env
+    wanted = env.get("PROMPTPIX_VISION", "").strip().lower()
+    if wanted in ("", "off", "none", "0", "false"):
+        return None
+    if wanted != "gemini":
+        raise ValueError(f"unknown PROMPTPIX_VISION {wanted!r} (expected gemini or off)")
+    key = env.get("GEMINI_API_KEY", "").strip()
+    if not key:
+        raise ValueError("PROMPTPIX_VISION=gemini needs GEMINI_API_KEY")
+    base = (
+        env.get("PROMPTPIX_VISION_BASE_URL", "").strip()
+        or env.get("PROMPTPIX_GEMINI_BASE_URL", "").strip()
+    )
+    return GeminiVision(
+        key,
+        env.get("PROMPTPIX_VISION_MODEL", "").strip() or DEFAULT_MODEL,
+        base_url=base or None,
+        timeout_s=float(env.get("PROMPTPIX_VISION_TIMEOUT_S", "").strip() or DEFAULT_TIMEOUT_S),
+    )
