@@ -449,6 +449,15 @@ def test_nginx_fixed_format_ignores_accept(proxied: tuple[Gateway, str]) -> None
     assert second.headers["x-proxy-cache"] == "HIT"
 
 
+def test_nginx_passes_a_long_prompt(proxied: tuple[Gateway, str]) -> None:
+    _, front = proxied
+    prompt = " ".join(f"détail{i}" for i in range(1000))  # ~9,900 characters, ~12 KiB encoded
+    assert 3000 < len(prompt) <= 10_000
+    answer = httpx.get(front + "/i/demo", params={"prompt": prompt, "w": "64"}, timeout=60)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.headers["content-type"] == "image/webp"
+
+
 def test_index_writer_drops_only_a_refused_row() -> None:
     from cache.index import IndexWriter, Row
 
