@@ -368,10 +368,6 @@ def test_reindex_rebuilds_from_store(
     assert pg_count(empty, "SELECT count(*) FROM originals") == 3
 
 
-def test_free_port_helper_gives_distinct_ports() -> None:
-    assert free_port() != free_port() or free_port() > 0
-
-
 # --- nginx in front: the repository's config, run by a real nginx -------------------------
 
 
