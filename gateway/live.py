@@ -195,9 +195,11 @@ class LiveImages:
             base = self._headers(variant, negotiated, self.similar_cache_control)
             base.append((b"x-semantic-similarity", f"{variant.similarity or 0:.4f}".encode()))
         elif base is None:
-            if len(self._header_cache) >= REMEMBERED_URLS:
-                self._header_cache.clear()
-            base = self._header_cache[key] = self._headers(variant, negotiated)
+            base = self._headers(variant, negotiated)
+            if status == HIT:  # kept for repeats only: one-off transforms would pile up
+                if len(self._header_cache) >= REMEMBERED_URLS:
+                    self._header_cache.clear()
+                self._header_cache[key] = base
         total = (time.perf_counter() - started) * 1000
         timing = [*stages, ("total", total)] if stages else [("cache", total), ("total", total)]
         headers = [

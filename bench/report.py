@@ -1,0 +1,203 @@
+"""RESULTS.md and results.png from one run: ratios first, absolute figures after."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import TYPE_CHECKING, Any
+
+from .servers import BENCH
+
+if TYPE_CHECKING:
+    from .run import Results
+
+# (label, numerator, denominator, target ratio)
+RATIOS = [
+    ("transform JPEG vs ipx", "transform/jpeg/promptpix", "transform/jpeg/ipx", 1.3),
+    ("transform JPEG vs thumbor", "transform/jpeg/promptpix", "transform/jpeg/thumbor", 2.0),
+    ("transform WebP vs ipx", "transform/webp/promptpix", "transform/webp/ipx", 1.3),
+    ("transform WebP vs thumbor", "transform/webp/promptpix", "transform/webp/thumbor", None),
+    ("hit vs nginx static", "hit/promptpix", "hit/nginx-static", 0.35),
+    ("nginx/promptpix.conf hit vs nginx static", "hit/nginx-proxy", "hit/nginx-static", 0.85),
+]
+
+
+def ratios(res: Results) -> list[tuple[str, float, list[float], float | None]]:
+    out = []
+    for label, num, den, target in RATIOS:
+        per_round = [r[num].rps / r[den].rps for r in res.rounds if r[den].rps > 0]
+        out.append((label, statistics.median(per_round), per_round, target))
+    return out
+
+
+def verdict(value: float | None, target: float | None, higher_is_better: bool = True) -> str:
+    if target is None or value is None:
+        return "(no target)"
+    ok = value >= target if higher_is_better else value <= target
+    return "**met**" if ok else "**missed**"
+
+
+def write_report(res: Results, machine: str) -> None:
+    rows = ratios(res)
+    s = res.settings
+    lines = [
+        "# promptpix benchmark results",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine}, "
+        "load from wrk on the same machine. Each figure is the median over "
+        f"{len(res.rounds)} rounds; in each round every server ran back to back under the "
+        f"same load ({s['seconds']} s each). Ratios are promptpix ÷ peer.",
+        "",
+        "![ratios](results.png)",
+        "",
+        "## Ratios (the headline)",
+        "",
+        "| comparison | ratio (median) | per round | target | |",
+        "|---|---|---|---|---|",
+    ]
+    for label, value, per_round, target in rows:
+        rounds = ", ".join(f"{x:.2f}" for x in per_round)
+        goal = f"≥ {target}x" if target is not None else "—"
+        lines.append(f"| {label} | {value:.2f}x | {rounds} | {goal} | {verdict(value, target)} |")
+
+    worker_peak = max(res.rss_peak.values(), default=0.0)
+    lines += [
+        "",
+        "## Memory",
+        "",
+        f"Highest VmRSS of one promptpix worker process during its transform load: "
+        f"**{worker_peak:.0f} MB** (target ≤ 350 MB: {verdict(worker_peak, 350, False)}). "
+        "Sampled from /proc every 0.2 s for each process of the server "
+        f"({len(res.rss_peak)} processes: "
+        + ", ".join(f"{v:.0f} MB" for v in sorted(res.rss_peak.values(), reverse=True))
+        + f"); the supervising parent: {res.gateway_rss_parent:.0f} MB.",
+    ]
+
+    lines += ["", "## Generation throughput", ""]
+    if not res.generation:
+        lines.append("Not run (`--skip-generation`).")
+    for gen in res.generation:
+        lines += _generation_lines(gen)
+    if res.miss_cost:
+        cost = res.miss_cost
+        total = cost.get("total", 0.0)
+        floor = 500 * total / 1000 / 2
+        lines += [
+            "### What one miss costs",
+            "",
+            "One miss at a time with no generator wait (`PROMPTPIX_LOCAL_LATENCY_MS=0`), "
+            "stage medians over 10 misses: "
+            + ", ".join(f"{k} {_ms(v)}" for k, v in cost.items())
+            + f". 500 such misses need about 500 x {total:.0f} ms = {500 * total / 1000:.1f} s "
+            f"of work, at best {floor:.1f} s on 2 cores even if all of it ran in parallel: "
+            "`generate` here is the local generator drawing its 1024x1024-class picture plus "
+            "`analyse` (decoding it and finding the focal point).",
+            "",
+        ]
+    if res.generation and not any("PostgreSQL" in g["label"] for g in res.generation):
+        lines.append("S3 + PostgreSQL: not measured in this run (see the notes below).")
+
+    lines += [
+        "",
+        "## Absolute figures (req/s, median over rounds)",
+        "",
+        "| load | req/s | p50 ms | p99 ms | errors (all rounds) |",
+        "|---|---|---|---|---|",
+    ]
+    for key in res.rounds[0]:
+        loads = [r[key] for r in res.rounds]
+        lines.append(
+            f"| {key} | {statistics.median(x.rps for x in loads):.1f} "
+            f"| {statistics.median(x.p50_ms for x in loads):.1f} "
+            f"| {statistics.median(x.p99_ms for x in loads):.1f} "
+            f"| {sum(x.errors for x in loads)} |"
+        )
+    lines += [
+        "",
+        "## How it was measured",
+        "",
+        f"- Source: one detailed photo-like 1344x768 JPEG ({res.source_bytes // 1024} KB, "
+        "fractal texture + grain, made by `bench/source.py`). ipx and thumbor read it from "
+        "disk; promptpix has it as the stored original of the fixed prompt "
+        "`bench source photo` at 16:9 in its file store.",
+        "- Transform load: wrk, "
+        f"{s['connections']} connections, 2 threads; every request asks a random output box "
+        "(w 200..800, h 150..600, cover crop) so no result cache can answer "
+        "(`bench/wrk/sizes.lua`). Quality 80 everywhere (each server's default).",
+        f"- promptpix: `promptpix serve --workers {s['workers']}` (granian, the default), "
+        "embedded defaults, file store. "
+        "ipx: `ipx serve --dir` (v3, sharp). "
+        "thumbor: `thumbor --processes 2`, file loader, no storage, no result storage.",
+        f"- Hit path: one cached 400x300 JPEG variant ({res.hit_bytes // 1024} KB), wrk with "
+        f"{s['hit_connections']} connections; nginx static serves the same bytes as a file "
+        f"(sendfile on, access log off); the proxy row is the repository's "
+        f"`nginx/promptpix.conf` with only paths and ports changed, in front of the same "
+        f"gateway. nginx with {s['nginx_workers']} worker process(es).",
+        "- Encoders: promptpix WebP uses effort 2 (libvips default 4); ipx/sharp WebP uses "
+        "effort 4; thumbor uses Pillow's defaults.",
+    ]
+    lines += [f"- {note}" for note in res.notes]
+    (BENCH / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    plot(rows, worker_peak)
+
+
+def _generation_lines(gen: dict[str, Any]) -> list[str]:
+    label = gen["label"]
+    limit = 4.0 if "PostgreSQL" in label else 3.0
+    has_target = gen["count"] >= 500
+    all_ok = gen["ok_misses"] == gen["count"]
+    wall_verdict = (
+        ("**met**" if gen["wall_s"] <= limit and all_ok else "**missed**")
+        if has_target
+        else "(no target)"
+    )
+    over = gen["overhead_p50_ms"]
+    stages = ", ".join(f"{k} {_ms(v)}" for k, v in gen["stages_p50_ms"].items())
+    return [
+        f"### {label}",
+        "",
+        f"{gen['count']} concurrent distinct misses, local generator at 2 s latency: all "
+        f"answered after **{gen['wall_s']:.2f} s**"
+        + (f" (target ≤ {limit:.0f} s: {wall_verdict})" if has_target else "")
+        + f"; {gen['ok_misses']} answered 200 MISS (statuses seen: {gen['statuses']}).",
+        "",
+        "Gateway overhead per generation, each answer's `Server-Timing` total - 2000 ms: "
+        f"median **{_ms(over)}**"
+        + (f" (target ≤ 5 ms: {verdict(over, 5, False)})" if has_target else "")
+        + f", max {_ms(gen['overhead_max_ms'])}. Stage medians: {stages} (`generate` holds "
+        "the 2 s wait, the local generator drawing its picture and `analyse`, the decode and "
+        "focal point). Seen by the client: median "
+        f"{gen['client_p50_ms']:.0f} ms, slowest {gen['client_max_ms']:.0f} ms.",
+        "",
+    ]
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def plot(rows: list[tuple[str, float, list[float], float | None]], rss: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    labels = [r[0] for r in rows]
+    values = [r[1] for r in rows]
+    colours = ["#2a9d8f" if r[3] is None or r[1] >= r[3] else "#e76f51" for r in rows]
+    y = range(len(rows))
+    ax.barh(list(y), values, color=colours)
+    for i, (_, value, per_round, target) in enumerate(rows):
+        ax.plot(per_round, [i] * len(per_round), "k.", markersize=4)
+        if target is not None:
+            ax.plot([target, target], [i - 0.4, i + 0.4], "k--", linewidth=1)
+        ax.text(value + 0.03, i, f"{value:.2f}x", va="center", fontsize=9)
+    ax.set_yticks(list(y), labels)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="grey", linewidth=0.5)
+    ax.set_xlabel("promptpix ÷ peer (req/s); dashed: target; dots: rounds")
+    ax.set_title(f"promptpix vs peers (one worker's peak RSS {rss:.0f} MB)")
+    fig.tight_layout()
+    fig.savefig(BENCH / "results.png", dpi=110)
+    plt.close(fig)

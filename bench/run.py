@@ -1,0 +1,432 @@
+"""The benchmark: promptpix side by side with ipx, thumbor and nginx, in one run.
+
+    .venv/bin/python -m bench.run [--rounds 3] [--seconds 10] [--workers 1]
+
+Every server is started here, measured back to back under the same wrk load, and stopped
+here. Ratios are the median over rounds of promptpix ÷ peer, each round measured within
+seconds of each other on the same machine. Writes bench/RESULTS.md and bench/results.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from . import servers
+from .servers import BENCH, Server, rss_mb
+from .source import make_source
+
+WORK = BENCH / ".work"
+LUA = BENCH / "wrk" / "sizes.lua"
+PROMPT = "bench source photo"
+PP_PATH = "/i/demo?prompt=bench+source+photo&ar=16:9&w={w}&h={h}&fmt=%s"
+HIT_PATH = "/i/demo?prompt=bench+source+photo&ar=16:9&w=400&h=300&fmt=jpeg"
+
+
+# --- wrk ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    rps: float
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+
+def wrk(base: str, path: str, seconds: int, connections: int, threads: int = 2) -> Load:
+    env = {**os.environ, "BENCH_PATH": path}
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            base,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("BENCH_JSON "))
+    data = json.loads(line.removeprefix("BENCH_JSON "))
+    errors = sum(
+        data[k]
+        for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
+    )
+    ok = data["requests"] - data["status_errors"]
+    return Load(
+        rps=ok / (data["duration_us"] / 1e6),
+        requests=data["requests"],
+        errors=errors,
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+    )
+
+
+# --- memory sampling ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sample_rss(server: Server, peak: dict[int, float], every: float = 0.2) -> Iterator[None]:
+    """Record the highest VmRSS of each of the server's worker processes while inside."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            pids = server.descendants() or ([server.proc.pid] if server.proc else [])
+            for pid in pids:
+                peak[pid] = max(peak.get(pid, 0.0), rss_mb(pid))
+            stop.wait(every)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+# --- set-up ------------------------------------------------------------------------------
+
+
+def seed_store(store: Path, source: bytes, workers: int) -> str:
+    """Make the fixed prompt's original once, then make the detailed source its stored bytes.
+
+    The gateway's own keying and metadata are kept; only the image file is replaced, so
+    promptpix transforms exactly the pixels ipx and thumbor read from disk.
+    """
+    with servers.running(servers.promptpix(WORK, store, 1)) as pp:
+        r = httpx.get(pp.url + PP_PATH.replace("{w}", "64").replace("{h}", "36") % "jpeg")
+        r.raise_for_status()
+        key = r.headers["x-image-id"]
+    folder = store / "originals" / key[:2]
+    meta_path = folder / f"{key}.json"
+    meta = orjson.loads(meta_path.read_bytes())
+    old = folder / meta["file"]
+    new = folder / f"{key}.jpg"
+    new.write_bytes(source)
+    if old != new:
+        old.unlink(missing_ok=True)
+    meta.update(file=new.name, content_type="image/jpeg", bytes=len(source))
+    meta_path.write_bytes(orjson.dumps(meta))
+    return key
+
+
+def warm(base: str, path: str, n: int = 6) -> httpx.Response:
+    last = None
+    for i in range(n):
+        url = base + path.replace("{w}", str(300 + i)).replace("{h}", str(200 + i))
+        last = httpx.get(url, timeout=30)
+        last.raise_for_status()
+    assert last is not None
+    return last
+
+
+# --- the generation benchmark ------------------------------------------------------------
+
+
+def parse_timing(header: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in header.split(","):
+        name, _, rest = item.strip().partition(";")
+        for part in rest.split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == "dur":
+                with contextlib.suppress(ValueError):
+                    out[name] = float(v)
+    return out
+
+
+async def _misses(base: str, count: int, tag: str) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=count + 10)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+        async def one(i: int) -> tuple[int, float, dict[str, float], str]:
+            t0 = time.perf_counter()
+            try:
+                r = await client.get(
+                    f"{base}/i/demo", params={"prompt": f"{tag} {i}", "w": "256", "fmt": "jpeg"}
+                )
+            except httpx.HTTPError:
+                return 0, (time.perf_counter() - t0) * 1000, {}, ""
+            elapsed = (time.perf_counter() - t0) * 1000
+            timing = parse_timing(r.headers.get("server-timing", ""))
+            return r.status_code, elapsed, timing, r.headers.get("x-cache-status", "")
+
+        started = time.perf_counter()
+        results = await asyncio.gather(*(one(i) for i in range(count)))
+        wall = time.perf_counter() - started
+    ok = [r for r in results if r[0] == 200 and r[3] == "MISS"]
+    totals = [r[2].get("total", 0.0) for r in ok]
+    gen = [r[2].get("generate", 0.0) for r in ok]
+
+    def median_of(values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
+    stages = {
+        stage: median_of([r[2][stage] for r in ok if stage in r[2]])
+        for stage in ("generate", "analyse", "store", "transform")
+    }
+    return {
+        "count": count,
+        "ok_misses": len(ok),
+        "statuses": sorted({r[0] for r in results}),
+        "wall_s": wall,
+        "client_p50_ms": statistics.median(r[1] for r in results),
+        "client_max_ms": max(r[1] for r in results),
+        "server_total_p50_ms": median_of(totals),
+        "overhead_p50_ms": median_of([t - 2000 for t in totals]),
+        "overhead_max_ms": max(t - 2000 for t in totals) if totals else None,
+        "beyond_generator_p50_ms": median_of([t - g for t, g in zip(totals, gen, strict=True)]),
+        "stages_p50_ms": stages,
+    }
+
+
+def generation_benchmark(
+    workers: int, count: int, latency_ms: int, label: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    store = WORK / "gen-store"
+    shutil.rmtree(store, ignore_errors=True)
+    # The local generator's own limit (16 calls at once by default, like a provider quota)
+    # is lifted: this measures the gateway, not a quota.
+    env = {
+        "PROMPTPIX_LOCAL_LATENCY_MS": str(latency_ms),
+        "PROMPTPIX_LOCAL_CONCURRENCY": str(count * 2),
+        **(env or {}),
+    }
+    with servers.running(servers.promptpix(WORK, store, workers, env)) as pp:
+        # one miss first, so imports and pools are warm, as on a server that has been up
+        asyncio.run(_misses(pp.url, 2, f"warm-up {time.time_ns()}"))
+        out = asyncio.run(_misses(pp.url, count, f"bench distinct {time.time_ns()}"))
+    out["label"] = label
+    return out
+
+
+def miss_cost(workers: int, count: int = 10) -> dict[str, Any]:
+    """One miss at a time with no generator wait: the CPU one generation costs end to end."""
+    store = WORK / "cost-store"
+    shutil.rmtree(store, ignore_errors=True)
+    env = {"PROMPTPIX_LOCAL_LATENCY_MS": "0"}
+    rows: list[dict[str, float]] = []
+    with servers.running(servers.promptpix(WORK, store, workers, env)) as pp:
+        tag = f"cost {time.time_ns()}"
+        for i in range(count + 2):
+            r = httpx.get(
+                f"{pp.url}/i/demo",
+                params={"prompt": f"{tag} {i}", "w": "256", "fmt": "jpeg"},
+                timeout=60,
+            )
+            if i >= 2 and r.status_code == 200:  # the first two warm the process up
+                rows.append(parse_timing(r.headers.get("server-timing", "")))
+    stages = ("generate", "analyse", "store", "transform", "total")
+    return {
+        stage: statistics.median(row[stage] for row in rows if stage in row)
+        for stage in stages
+        if any(stage in row for row in rows)
+    }
+
+
+def s3_postgres_generation(workers: int, count: int) -> dict[str, Any]:
+    """The same misses with originals in SeaweedFS (S3) and the index in PostgreSQL."""
+    from tests.services import PostgreSQL, SeaweedFS
+
+    root = WORK / "s3pg"
+    shutil.rmtree(root, ignore_errors=True)
+    weed = SeaweedFS(root / "weed")
+    pg = PostgreSQL(root / "pg")
+    try:
+        weed.start()
+        pg.start()
+        env = {
+            "PROMPTPIX_STORE": "s3://promptpix-bench/images",
+            "PROMPTPIX_S3_ENDPOINT": weed.endpoint,
+            "AWS_ACCESS_KEY_ID": "promptpix",
+            "AWS_SECRET_ACCESS_KEY": "promptpix-secret",
+            "AWS_REGION": "us-east-1",
+            "PROMPTPIX_SPOOL_DIR": str(root / "spool"),
+            "PROMPTPIX_DATABASE_URL": pg.dsn,
+        }
+        return generation_benchmark(workers, count, 2000, "S3 (SeaweedFS) + PostgreSQL", env)
+    finally:
+        weed.stop()
+        pg.remove()
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    rounds: list[dict[str, Load]] = field(default_factory=list)
+    rss_peak: dict[int, float] = field(default_factory=dict)
+    gateway_rss_parent: float = 0.0
+    hit_bytes: int = 0
+    source_bytes: int = 0
+    generation: list[dict[str, Any]] = field(default_factory=list)
+    miss_cost: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def run(args: argparse.Namespace) -> Results:
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "logs").mkdir(exist_ok=True)
+    images = WORK / "images"
+    images.mkdir(exist_ok=True)
+    source = make_source(images / "source.jpg")
+    res = Results(source_bytes=len(source))
+    res.settings = vars(args).copy()
+
+    store = WORK / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    seed_store(store, source, args.workers)
+
+    pp = servers.promptpix(WORK, store, args.workers)
+    peers: list[tuple[str, Server, dict[str, str]]] = [
+        (
+            "promptpix",
+            pp,
+            {f: PP_PATH % f for f in ("jpeg", "webp")},
+        ),
+        (
+            "ipx",
+            servers.ipx(WORK, images),
+            {f: f"/s_{{w}}x{{h}},f_{f},q_80/source.jpg" for f in ("jpeg", "webp")},
+        ),
+        (
+            "thumbor",
+            servers.thumbor(WORK, images, processes=2),
+            {
+                "jpeg": "/unsafe/{w}x{h}/source.jpg",
+                "webp": "/unsafe/{w}x{h}/filters:format(webp)/source.jpg",
+            },
+        ),
+    ]
+    static_root = WORK / "static"
+    static_root.mkdir(exist_ok=True)
+    started: list[Server] = []
+    try:
+        for _, server, _ in peers:
+            started.append(server.start())
+        for name, server, paths in peers:
+            for fmt, path in paths.items():
+                r = warm(server.url, path)
+                kind = r.headers.get("content-type", "")
+                if fmt not in kind:
+                    raise RuntimeError(f"{name} answered {kind} for {fmt}")
+        # the hit path: the same bytes promptpix caches, as nginx's static file
+        hit = b""
+        for _ in range(20):  # every worker holds it
+            hit = httpx.get(pp.url + HIT_PATH).content
+        (static_root / "hit.jpg").write_bytes(hit)
+        res.hit_bytes = len(hit)
+        static = servers.nginx_static(WORK, static_root, args.nginx_workers)
+        started.append(static.start())
+        proxy = servers.nginx_repo_proxy(WORK, pp.port, args.nginx_workers)
+        started.append(proxy.start())
+        for _ in range(3):
+            r = httpx.get(proxy.url + HIT_PATH)
+        if r.content != hit:
+            res.notes.append("nginx/promptpix.conf answered other bytes than the gateway")
+        cache_state = r.headers.get("x-proxy-cache", "(no X-Proxy-Cache header)")
+        res.notes.append(f"nginx/promptpix.conf cache status after warm-up: {cache_state}")
+
+        for i in range(args.rounds):
+            print(f"round {i + 1}/{args.rounds}", flush=True)
+            loads: dict[str, Load] = {}
+            for fmt in ("jpeg", "webp"):
+                for name, server, paths in peers:
+                    sampler = (
+                        sample_rss(server, res.rss_peak)
+                        if name == "promptpix"
+                        else contextlib.nullcontext()
+                    )
+                    with sampler:
+                        loads[f"transform/{fmt}/{name}"] = wrk(
+                            server.url, paths[fmt], args.seconds, args.connections
+                        )
+                    print(f"  {fmt} {name}: {loads[f'transform/{fmt}/{name}'].rps:.1f} req/s")
+            for name, base, path in (
+                ("promptpix", pp.url, HIT_PATH),
+                ("nginx-static", static.url, "/hit.jpg"),
+                ("nginx-proxy", proxy.url, HIT_PATH),
+            ):
+                loads[f"hit/{name}"] = wrk(base, path, args.seconds, args.hit_connections)
+                print(f"  hit {name}: {loads[f'hit/{name}'].rps:.0f} req/s")
+            res.rounds.append(loads)
+        res.gateway_rss_parent = rss_mb(pp.proc.pid) if pp.proc else 0.0
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+    if not args.skip_generation:
+        print("generation throughput", flush=True)
+        runs = [
+            (f"file store, {args.misses} misses", args.misses),
+            ("file store, 50 misses", 50),
+        ]
+        for label, count in runs:
+            res.generation.append(generation_benchmark(args.workers, count, 2000, label))
+            print(f"  {res.generation[-1]}", flush=True)
+        res.miss_cost = miss_cost(args.workers)
+        print(f"  one miss alone: {res.miss_cost}", flush=True)
+        if not args.skip_s3:
+            try:
+                res.generation.append(s3_postgres_generation(args.workers, args.misses))
+                print(f"  {res.generation[-1]}", flush=True)
+            except Exception as exc:  # report it, do not lose the rest of the run
+                res.notes.append(f"S3 + PostgreSQL generation run failed: {exc!r}"[:400])
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1, help="promptpix worker processes")
+    parser.add_argument(
+        "--nginx-workers", type=int, default=os.cpu_count() or 1, help="nginx worker processes"
+    )
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections, transforms")
+    parser.add_argument("--hit-connections", type=int, default=50)
+    parser.add_argument("--misses", type=int, default=500)
+    parser.add_argument("--skip-generation", action="store_true")
+    parser.add_argument("--skip-s3", action="store_true", help="no S3 + PostgreSQL run")
+    args = parser.parse_args(argv)
+    for tool in ("wrk", "nginx", "node"):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} is not installed: run bench/run.sh, which installs the peers")
+    res = run(args)
+    from .report import write_report
+
+    write_report(res, machine=f"{platform.machine()}, {os.cpu_count()} cores")
+    print(f"wrote {BENCH / 'RESULTS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
