@@ -21,7 +21,7 @@ from cache.store import Store, StoredOriginal, StoreUnavailable
 from generators.base import AllGeneratorsFailed, GeneratedImage, GenerationRequest, Refused
 from generators.chain import Chain
 from generators.llm import TextLLM
-from generators.prompts import prepare_async
+from generators.prompts import prepare
 from generators.ratios import NATIVE_SIZES, ratio_text
 from generators.semantic import REUSE_THRESHOLD, SIMILAR_THRESHOLD
 from generators.styles import BUILTIN_STYLES
@@ -169,29 +169,12 @@ class ImageService:
             if stored is None:
                 return None
             original = await self._from_store(stored, gen, timings)
-        started = time.perf_counter()
-        out: Rendered = await self.pool.run(
-            render,
-            original.source,
-            original.focal,
-            original.native,
-            self._effective(transform, str(original.meta.get("params", {}).get("style", ""))),
-            self.settings.max_dimension,
+        style = str(original.meta.get("params", {}).get("style", ""))
+        variant = await self._render(
+            original, transform, style, transform.key(match.key), SIMILAR, timings
         )
-        self._stage(timings, "transform", started)
         log.info("serving %s for %s (similarity %.3f)", match.key, gen.key, match.similarity)
-        return Variant(
-            key=transform.key(match.key),
-            original_key=match.key,
-            data=out.data,
-            content_type=out.content_type,
-            width=out.width,
-            height=out.height,
-            generator=original.generator,
-            status=SIMILAR,
-            timings=timings,
-            similarity=round(match.similarity, 4),
-        )
+        return dataclasses.replace(variant, similarity=round(match.similarity, 4))
 
     @staticmethod
     def _effective(transform: TransformParams, style: str) -> TransformParams:
@@ -203,23 +186,27 @@ class ImageService:
             return transform
         return dataclasses.replace(transform, rmbg=True)
 
-    async def _make_variant(
-        self, gen: GenerationParams, transform: TransformParams, variant_key: str
+    async def _render(
+        self,
+        original: Original,
+        transform: TransformParams,
+        style: str,
+        variant_key: str,
+        status: str,
+        timings: dict[str, float],
     ) -> Variant:
-        timings: dict[str, float] = {}
-        original, status = await self.original(gen, timings)
         started = time.perf_counter()
         out: Rendered = await self.pool.run(
             render,
             original.source,
             original.focal,
             original.native,
-            self._effective(transform, gen.style),
+            self._effective(transform, style),
             self.settings.max_dimension,
             unbounded=status == MISS,  # a generation already paid for is never turned away
         )
         self._stage(timings, "transform", started)
-        variant = Variant(
+        return Variant(
             key=variant_key,
             original_key=original.key,
             data=out.data,
@@ -230,6 +217,13 @@ class ImageService:
             status=status,
             timings=timings,
         )
+
+    async def _make_variant(
+        self, gen: GenerationParams, transform: TransformParams, variant_key: str
+    ) -> Variant:
+        timings: dict[str, float] = {}
+        original, status = await self.original(gen, timings)
+        variant = await self._render(original, transform, gen.style, variant_key, status, timings)
         self.variants.put(variant_key, variant)
         self.index.add(
             Row(
@@ -238,10 +232,10 @@ class ImageService:
                     "key": variant_key,
                     "original_key": original.key,
                     "params": transform_summary(transform),
-                    "content_type": out.content_type,
-                    "width": out.width,
-                    "height": out.height,
-                    "bytes": len(out.data),
+                    "content_type": variant.content_type,
+                    "width": variant.width,
+                    "height": variant.height,
+                    "bytes": len(variant.data),
                     "created_at": time.time(),
                 },
             )
@@ -327,7 +321,7 @@ class ImageService:
         self, gen: GenerationParams, key: str, timings: dict[str, float]
     ) -> Original:
         started = time.perf_counter()
-        prompt = await prepare_async(
+        prompt = await prepare(
             gen.prompt,
             style=gen.style,
             negative=gen.neg,

@@ -173,32 +173,7 @@ async def enhance_with_llm(
     return Rewrite(prompt, TEMPLATE, reason, _elapsed_ms(started))
 
 
-def prepare(
-    prompt: str, *, style: str, negative: str, enhance: bool, takes_negative: bool
-) -> PreparedPrompt:
-    """The deterministic preparation: no LLM, no waiting."""
-    text = prompt
-    compacted = len(text) > COMPACT_ABOVE
-    if compacted:
-        text = compact(text)
-    enhanced = False
-    if enhance or style:
-        styled = apply_style(text, style)
-        enhanced = styled != text
-        text = styled
-    if negative and not takes_negative:
-        text = f"{text} Avoid: {negative}."
-    return PreparedPrompt(
-        given=prompt,
-        sent=text,
-        compacted=compacted,
-        enhanced=enhanced,
-        optimizer=DETERMINISTIC if compacted else "",
-        enhancer=TEMPLATE if enhanced else "",
-    )
-
-
-async def prepare_async(
+async def prepare(
     prompt: str,
     *,
     style: str,
@@ -208,10 +183,10 @@ async def prepare_async(
     llm: TextLLM | None = None,
     timeout: float | None = None,
 ) -> PreparedPrompt:
-    """`prepare` with an LLM: it compacts long prompts and, with `enhance`, rewrites the prompt
-    for the style (the style's template is applied to its answer). Each step waits at most
-    `timeout` seconds (default: the LLM's own) before the deterministic work is used instead.
-    Without an LLM the result is `prepare`'s.
+    """What is sent to the generator. With an LLM, long prompts are compacted by it and, with
+    `enhance`, it rewrites the prompt for the style (the style's template is applied to its
+    answer); each step waits at most `timeout` seconds (default: the LLM's own) before the
+    deterministic work is used instead. Without an LLM the work is deterministic.
     """
     text = prompt
     fallbacks: dict[str, str] = {}
@@ -309,7 +284,7 @@ async def validate_prompt(
             enhancer="",
             timings_ms={"total": _elapsed_ms(started)},
         )
-    prepared = await prepare_async(
+    prepared = await prepare(
         text,
         style=style,
         negative=negative,

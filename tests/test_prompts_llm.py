@@ -30,7 +30,6 @@ from generators.prompts import (
     compact,
     compact_with_llm,
     prepare,
-    prepare_async,
     validate_prompt,
 )
 from generators.styles import apply_style
@@ -217,11 +216,11 @@ def test_the_answer_is_cleaned(
     assert result.optimized == SHORT_ANSWER
 
 
-def test_prepare_async_uses_the_llm_for_long_prompts(ollama_server: FakeLLMServer) -> None:
+def test_prepare_uses_the_llm_for_long_prompts(ollama_server: FakeLLMServer) -> None:
     async def go() -> Any:
         llm = ollama(ollama_server.url)
         try:
-            return await prepare_async(
+            return await prepare(
                 LONG, style="", negative="text", enhance=False, takes_negative=False, llm=llm
             )
         finally:
@@ -258,7 +257,7 @@ def test_enhance_rewrites_for_the_style(
         llm = make(kind, server.url)
         try:
             style = "photorealistic"
-            return await prepare_async(
+            return await prepare(
                 SUBJECT, style=style, negative="", enhance=True, takes_negative=False, llm=llm
             )
         finally:
@@ -279,15 +278,14 @@ def test_enhance_falls_back_to_the_template(ollama_server: FakeLLMServer) -> Non
     async def go() -> Any:
         llm = ollama(ollama_server.url)
         try:
-            return await prepare_async(
+            return await prepare(
                 SUBJECT, style="icon", negative="", enhance=True, takes_negative=False, llm=llm
             )
         finally:
             await llm.aclose()
 
     prepared = run(go)
-    offline = prepare(SUBJECT, style="icon", negative="", enhance=True, takes_negative=False)
-    assert prepared.sent == offline.sent == apply_style(SUBJECT, "icon")
+    assert prepared.sent == apply_style(SUBJECT, "icon")
     assert prepared.enhancer == "template" and prepared.enhanced
     assert "HTTP 500" in prepared.fallbacks["enhance"]
 
@@ -421,20 +419,22 @@ def test_validate_trims_and_reports_the_boundary() -> None:
         (LONG, "", "", False),
     ],
 )
-def test_prepare_async_without_llm_is_prepare(
+def test_prepare_without_llm_is_deterministic(
     prompt: str, style: str, negative: str, enhance: bool
 ) -> None:
     kwargs: dict[str, Any] = dict(
         style=style, negative=negative, enhance=enhance, takes_negative=False
     )
-    offline = prepare(prompt, **kwargs)
-    prepared = run(lambda: prepare_async(prompt, **kwargs))
-    assert (prepared.sent, prepared.compacted, prepared.enhanced) == (
-        offline.sent,
-        offline.compacted,
-        offline.enhanced,
-    )
-    assert prepared.optimizer == offline.optimizer
+    prepared = run(lambda: prepare(prompt, **kwargs))
+    again = run(lambda: prepare(prompt, **kwargs))
+    long = len(prompt) > COMPACT_ABOVE
+    base = compact(prompt) if long else prompt
+    styled = apply_style(base, style) if enhance or style else base
+    expected = f"{styled} Avoid: {negative}." if negative else styled
+    assert prepared.sent == again.sent == expected
+    assert prepared.compacted is long
+    assert prepared.optimizer == ("deterministic" if long else "")
+    assert prepared.enhanced is (styled != base)
 
 
 def test_clean_answer() -> None:
