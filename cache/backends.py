@@ -20,7 +20,6 @@ class Backends:
     index: IndexWriter
     leases: Leases
     spool: SpooledStore | None
-    database: Postgres | None
 
     async def start(self) -> None:
         if self.spool is not None:
@@ -34,9 +33,7 @@ class Backends:
             await self.leases.close()
 
 
-def build_backends(
-    store_url: str, database_url: str, spool_dir: str, lease_ttl_s: float
-) -> Backends:
+def build_backends(store_url: str, database_url: str, spool_dir: str) -> Backends:
     store = open_store(store_url)
     spool: SpooledStore | None = None
     local_root: Path
@@ -49,8 +46,8 @@ def build_backends(
     database = Postgres(database_url) if database_url else None
     if database is not None:
         index = IndexWriter(database)
-        leases: Leases = PgLeases(database, ttl_s=lease_ttl_s)
+        leases: Leases = PgLeases(database)
     else:
         index = IndexWriter(SQLiteIndex(local_root / "index.sqlite3"))
         leases = FileLeases(local_root)
-    return Backends(store, index, leases, spool, database)
+    return Backends(store, index, leases, spool)

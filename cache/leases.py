@@ -1,7 +1,7 @@
 """Generation leases: one holder per original key across processes and replicas.
 
-A holder that dies loses its lease: a file lock dies with its process, a database lease
-expires unless its holder keeps renewing it. Waiters poll (or are woken) and give up
+A holder that dies loses its lease: a file lock dies with its process, a PostgreSQL
+advisory lock with its connection. Waiters poll (or are woken) and give up
 waiting as soon as the original appears in the store.
 """
 
@@ -51,16 +51,6 @@ async def acquire(leases: Leases, key: str, done: Done, max_wait_s: float) -> Le
 class NoLease:
     async def release(self) -> None:
         return None
-
-
-class LocalLeases:
-    """Within one process only (single-flight already covers it): always granted."""
-
-    async def try_acquire(self, key: str) -> Lease | None:
-        return NoLease()
-
-    async def wait(self, key: str, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 class FileLease:

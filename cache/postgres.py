@@ -93,7 +93,11 @@ class Postgres:
                         command_timeout=10,
                         timeout=5,
                     )
-                    await migrate(pool)
+                    try:
+                        await migrate(pool)
+                    except BaseException:
+                        await pool.close()
+                        raise
                     self.pool = pool
         return self.pool
 
@@ -185,9 +189,9 @@ class PgLeases:
     is how they notice a dead holder. Without the database, single-flight stays per process
     (the store's conditional write still keeps the first original)."""
 
-    def __init__(self, db: Postgres, ttl_s: float = 15.0) -> None:
+    def __init__(self, db: Postgres) -> None:
         self.db = db
-        self.poll_s = min(ttl_s, 0.5)
+        self.poll_s = 0.5
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
         self._held: set[str] = set()

@@ -39,7 +39,7 @@ class App:
         self.config = config or Config.from_env()
         cfg = self.config
         self.metrics = Metrics()
-        self.backends = build_backends(cfg.store, cfg.database_url, cfg.spool_dir, cfg.lease_ttl_s)
+        self.backends = build_backends(cfg.store, cfg.database_url, cfg.spool_dir)
         self.store = self.backends.store
         self.chain = build_chain(list(cfg.generators), local_latency_ms=cfg.local_latency_ms)
         self.pool = TransformPool(

@@ -44,9 +44,7 @@ def reindex_command() -> int:
         return 2
 
     async def run() -> int:
-        backends = build_backends(
-            config.store, config.database_url, config.spool_dir, config.lease_ttl_s
-        )
+        backends = build_backends(config.store, config.database_url, config.spool_dir)
         await backends.index.backend.start()
         sources = [backends.store]
         if backends.spool is not None:

@@ -24,7 +24,6 @@ class Config:
     store: str = "file://./promptpix-data"
     database_url: str = ""  # empty: the embedded SQLite index beside the file store
     spool_dir: str = "./promptpix-spool"  # local spool for a remote store's failed writes
-    lease_ttl_s: float = 15.0
     generators: tuple[str, ...] = ("local",)
     local_latency_ms: int = 0
     memory_cache_mb: int = 128
@@ -62,7 +61,6 @@ class Config:
             store=get("STORE", d.store),
             database_url=get("DATABASE_URL", d.database_url),
             spool_dir=get("SPOOL_DIR", d.spool_dir),
-            lease_ttl_s=num("LEASE_TTL_S", d.lease_ttl_s, 1, 3600),
             generators=tuple(
                 g.strip()
                 for g in get("GENERATORS", ",".join(default_generators(env))).split(",")

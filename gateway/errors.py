@@ -92,6 +92,11 @@ class GeneratorsFailed(GatewayError):
     code = "generators_failed"
 
 
+class StoreDown(GatewayError):
+    status = 503
+    code = "store_unavailable"
+
+
 class GenerationTimeout(GatewayError):
     status = 504
     code = "generation_timeout"

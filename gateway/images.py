@@ -24,7 +24,7 @@ from generators.llm import TextLLM
 from generators.prompts import prepare
 from generators.ratios import NATIVE_SIZES, ratio_text
 from generators.semantic import REUSE_THRESHOLD, SIMILAR_THRESHOLD
-from generators.styles import BUILTIN_STYLES
+from generators.styles import is_transparent
 from generators.vision import Analysis, GeminiVision
 from transforms.background import subject_centre
 from transforms.executor import TransformPool
@@ -179,10 +179,7 @@ class ImageService:
     @staticmethod
     def _effective(transform: TransformParams, style: str) -> TransformParams:
         """Styles that ask for a plain background lose it wherever the format has alpha."""
-        preset = BUILTIN_STYLES.get(style)
-        if preset is None or not preset.transparent or transform.rmbg:
-            return transform
-        if not FORMATS[transform.fmt].alpha:
+        if transform.rmbg or not is_transparent(style) or not FORMATS[transform.fmt].alpha:
             return transform
         return dataclasses.replace(transform, rmbg=True)
 
@@ -265,20 +262,22 @@ class ImageService:
         # Other processes and replicas: one lease per key; a waiter that sees the original
         # appear in the store takes it instead of generating again.
         started = time.perf_counter()
-        found: list[StoredOriginal] = []
 
-        async def stored_elsewhere() -> bool:
-            item = await self._read(key)
-            if item is not None:
-                found.append(item)
-            return item is not None
+        async def stored_elsewhere() -> bool:  # polled while waiting: a HEAD, not a download
+            try:
+                return await self.store.head(key)
+            except StoreUnavailable:
+                return False
 
         lease = await acquire(
             self.leases, key, stored_elsewhere, max_wait_s=self.settings.lease_wait_s
         )
         self._stage(timings, "lease", started)
         if lease is None:
-            return await self._from_store(found[0], gen, timings), MISS
+            stored = await self._read(key)
+            if stored is None:
+                raise StoreUnavailable(f"{key} was stored by another process but cannot be read")
+            return await self._from_store(stored, gen, timings), MISS
         try:
             stored = await self._read(key)  # stored between our read and our lease?
             if stored is not None:
@@ -348,7 +347,7 @@ class ImageService:
                 _analyse,
                 image.data,
                 self.settings.max_source_pixels,
-                _plain(gen.style),
+                is_transparent(gen.style),
                 unbounded=True,
             )
             self._stage(timings, "analyse", t0)
@@ -452,11 +451,6 @@ class ImageService:
         timings[stage] = ms
         self.metrics.stage_ms.observe(ms, stage)
         return ms
-
-
-def _plain(style: str) -> bool:
-    preset = BUILTIN_STYLES.get(style)
-    return preset is not None and preset.transparent
 
 
 def _analyse(

@@ -11,8 +11,9 @@ import logging
 import time
 from dataclasses import dataclass
 
+from cache.store import StoreUnavailable
 from generators.base import AllGeneratorsFailed, Refused
-from generators.styles import BUILTIN_STYLES
+from generators.styles import is_transparent
 from transforms.errors import PoolFull, SourceTooLarge, UnreadableImage
 from transforms.formats import FORMATS, negotiate
 
@@ -189,14 +190,14 @@ class LiveImages:
         ):
             await self._not_modified(send_, variant.key, negotiated)
             return
-        key = (variant.key, negotiated)
-        base = None if similar else self._header_cache.get(key)
         if similar:
             base = self._headers(variant, negotiated, self.similar_cache_control)
             base.append((b"x-semantic-similarity", f"{variant.similarity or 0:.4f}".encode()))
-        elif base is None:
-            base = self._headers(variant, negotiated)
-            if status == HIT:  # kept for repeats only: one-off transforms would pile up
+        else:
+            key = (variant.key, negotiated)
+            cached = self._header_cache.get(key)
+            base = cached if cached is not None else self._headers(variant, negotiated)
+            if cached is None and status == HIT:  # kept for repeats: one-offs would pile up
                 if len(self._header_cache) >= REMEMBERED_URLS:
                     self._header_cache.clear()
                 self._header_cache[key] = base
@@ -246,8 +247,7 @@ class LiveImages:
 
 def _needs_alpha(req: ImageRequest) -> bool:
     tp = req.transform
-    style = BUILTIN_STYLES.get(req.gen.style)
-    plain = style is not None and style.transparent and not tp.bg_given
+    plain = is_transparent(req.gen.style) and not tp.bg_given
     return tp.rmbg or plain or (tp.bg_given and tp.bg is None)
 
 
@@ -269,6 +269,8 @@ def map_error(exc: BaseException) -> err.GatewayError:
             "and will be stored: try again shortly",
             retry_after=5,
         )
+    if isinstance(exc, StoreUnavailable):
+        return err.StoreDown("the image store cannot be read; try again shortly", retry_after=5)
     if isinstance(exc, PoolFull):
         return err.Busy("too many images are being processed; try again", retry_after=1)
     if isinstance(exc, SourceTooLarge):

@@ -55,6 +55,12 @@ BUILTIN_STYLES: dict[str, Style] = {
 }
 
 
+def is_transparent(style: str) -> bool:
+    """The style asks for a plain background, which is removed wherever the format has alpha."""
+    preset = BUILTIN_STYLES.get(style)
+    return preset is not None and preset.transparent
+
+
 def apply_style(prompt: str, style: str) -> str:
     """The style's template filled with the prompt (no style: the prompt unchanged)."""
     preset = BUILTIN_STYLES.get(style)

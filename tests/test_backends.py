@@ -53,7 +53,6 @@ def s3_env(endpoint: str, bucket: str, spool: Path, dsn: str = "") -> dict[str, 
         "AWS_SECRET_ACCESS_KEY": "promptpix-secret",
         "AWS_REGION": "us-east-1",
         "PROMPTPIX_SPOOL_DIR": str(spool),
-        "PROMPTPIX_LEASE_TTL_S": "2",
     }
     if dsn:
         env["PROMPTPIX_DATABASE_URL"] = dsn
@@ -231,7 +230,9 @@ def test_workers_share_one_generation(
 
 def test_store_outage_spools_and_uploads(tmp_path: Path) -> None:
     weed = SeaweedFS(tmp_path / "weed").start()
-    gw = Gateway(tmp_path / "gw", s3_env(weed.endpoint, "outage", tmp_path / "spool")).start()
+    # No decoded originals kept in memory: a repeat must read the spool.
+    env = {**s3_env(weed.endpoint, "outage", tmp_path / "spool"), "PROMPTPIX_SOURCE_CACHE_MB": "0"}
+    gw = Gateway(tmp_path / "gw", env).start()
     try:
         first = httpx.get(gw.url + "/i/demo?prompt=before+the+outage&w=64", timeout=30)
         assert first.status_code == 200
@@ -274,8 +275,9 @@ def test_store_outage_spools_and_uploads(tmp_path: Path) -> None:
 def test_database_outage_still_serves(seaweed: SeaweedFS, tmp_path: Path) -> None:
     pg = PostgreSQL(tmp_path / "pg").start()
     dsn = pg.dsn
-    gw = Gateway(tmp_path / "gw", s3_env(seaweed.endpoint, "dbdown", tmp_path / "spool", dsn))
-    gw.start()
+    # No decoded originals kept in memory: the new variant must read the store.
+    env = s3_env(seaweed.endpoint, "dbdown", tmp_path / "spool", dsn)
+    gw = Gateway(tmp_path / "gw", {**env, "PROMPTPIX_SOURCE_CACHE_MB": "0"}).start()
     try:
         url = gw.url + "/i/demo?prompt=served+without+a+database"
         assert httpx.get(url + "&w=100", timeout=30).status_code == 200
