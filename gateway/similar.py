@@ -106,14 +106,9 @@ class SemanticCache:
         self._reading = asyncio.Lock()
         self._remembering = asyncio.Semaphore(REMEMBER_AT_ONCE)
         await self.catch_up()
+        # The model loads on the first embedding, not here: a worker that only serves
+        # stored images never pays its memory.
         log.info("semantic index: %d prompts from %s", len(self.index), self.path)
-        self._spawn(self._warm())
-
-    async def _warm(self) -> None:
-        try:
-            await self.service.warm()
-        except Exception as exc:  # no model: lookups answer nothing, requests go on
-            log.warning("embedding model unavailable, semantic cache off: %s", exc)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -125,6 +120,8 @@ class SemanticCache:
         if self._reading is None:
             self._reading = asyncio.Lock()
         async with self._reading:
+            if _size(self.path) == self._offset:  # nothing new: no thread hop, no read
+                return
             chunk = await asyncio.to_thread(_read_from, self.path, self._offset)
             end = chunk.rfind(b"\n") + 1
             if end == 0:
@@ -198,6 +195,13 @@ class SemanticCache:
 
     def close(self) -> None:
         self.service.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _read_from(path: Path, offset: int) -> bytes:

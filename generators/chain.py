@@ -390,13 +390,14 @@ def build_chain(
     for name in names:
         if name in limits:
             raise ConfigError(f"generator {name!r} appears twice in the chain")
-        generators.append(_make(name, env, local_latency_ms))
         limits[name] = Limits.from_env(name, env, DEFAULT_LIMITS.get(name))
+        # A call's timeout is the chain's to enforce; 0 (none) leaves the client an hour.
+        generators.append(_make(name, env, local_latency_ms, limits[name].timeout_s or 3600.0))
     fallback = env.get("PROMPTPIX_REFUSAL_FALLBACK", "").strip().lower() in ("1", "true", "on")
     return Chain(generators, limits, refusal_fallback=fallback)
 
 
-def _make(name: str, env: Mapping[str, str], local_latency_ms: int) -> Generator:
+def _make(name: str, env: Mapping[str, str], local_latency_ms: int, timeout_s: float) -> Generator:
     if name == "local":
         from .local import LocalGenerator
 
@@ -404,17 +405,17 @@ def _make(name: str, env: Mapping[str, str], local_latency_ms: int) -> Generator
     if name == "gemini":
         from .gemini import GeminiGenerator
 
-        return GeminiGenerator.from_env(env)
+        return GeminiGenerator.from_env(env, timeout_s)
     if name == "imagen":
         from .imagen import ImagenGenerator
 
-        return ImagenGenerator.from_env(env)
+        return ImagenGenerator.from_env(env, timeout_s)
     if name == "openai":
         from .openai import OpenAIGenerator
 
-        return OpenAIGenerator.from_env(env)
+        return OpenAIGenerator.from_env(env, timeout_s)
     if name == "comfyui":
         from .comfyui import ComfyUIGenerator
 
-        return ComfyUIGenerator.from_env(env)
+        return ComfyUIGenerator.from_env(env, timeout_s)
     raise ConfigError(f"unknown generator {name!r}; available: {', '.join(KNOWN)}")

@@ -79,7 +79,7 @@ class ComfyUIGenerator:
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ComfyUIGenerator:
+    def from_env(cls, env: Mapping[str, str], timeout_s: float = 300.0) -> ComfyUIGenerator:
         url = env.get("PROMPTPIX_COMFYUI_URL", "").strip()
         if not url:
             raise ValueError("the comfyui generator needs PROMPTPIX_COMFYUI_URL")
@@ -93,7 +93,7 @@ class ComfyUIGenerator:
             workflow=workflow,
             checkpoint=env.get("PROMPTPIX_COMFYUI_CHECKPOINT", "").strip() or DEFAULT_CHECKPOINT,
             steps=int(env.get("PROMPTPIX_COMFYUI_STEPS", "").strip() or 30),
-            timeout_s=float(env.get("PROMPTPIX_COMFYUI_TIMEOUT_S", "").strip() or 300),
+            timeout_s=timeout_s,
         )
 
     def graph(self, request: GenerationRequest) -> dict[str, Any]:

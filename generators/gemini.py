@@ -149,7 +149,7 @@ class GeminiGenerator:
         self._errors = _errors()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> GeminiGenerator:
+    def from_env(cls, env: Mapping[str, str], timeout_s: float = 120.0) -> GeminiGenerator:
         key = env.get("GEMINI_API_KEY", "").strip() or env.get("GOOGLE_API_KEY", "").strip()
         if not key:
             raise ValueError("the gemini generator needs GEMINI_API_KEY")
@@ -157,7 +157,7 @@ class GeminiGenerator:
             key,
             model=env.get("PROMPTPIX_GEMINI_MODEL", "").strip() or DEFAULT_MODEL,
             base_url=env.get("PROMPTPIX_GEMINI_BASE_URL", "").strip() or None,
-            timeout_s=float(env.get("PROMPTPIX_GEMINI_TIMEOUT_S", "").strip() or 120),
+            timeout_s=timeout_s,
         )
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage:

@@ -56,7 +56,7 @@ class ImagenGenerator:
         self._client, self._http = google_client(base_url, timeout_s, **args)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ImagenGenerator:
+    def from_env(cls, env: Mapping[str, str], timeout_s: float = 120.0) -> ImagenGenerator:
         key = env.get("PROMPTPIX_VERTEX_API_KEY", "").strip()
         project = env.get("GOOGLE_CLOUD_PROJECT", "").strip()
         if not key and not project:
@@ -70,7 +70,7 @@ class ImagenGenerator:
             location=env.get("GOOGLE_CLOUD_LOCATION", "").strip() or "us-central1",
             api_key=key or None,
             base_url=env.get("PROMPTPIX_IMAGEN_BASE_URL", "").strip() or None,
-            timeout_s=float(env.get("PROMPTPIX_IMAGEN_TIMEOUT_S", "").strip() or 120),
+            timeout_s=timeout_s,
         )
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage:

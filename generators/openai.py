@@ -81,7 +81,7 @@ class OpenAIGenerator:
         )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> OpenAIGenerator:
+    def from_env(cls, env: Mapping[str, str], timeout_s: float = 180.0) -> OpenAIGenerator:
         key = env.get("OPENAI_API_KEY", "").strip()
         if not key:
             raise ValueError("the openai generator needs OPENAI_API_KEY")
@@ -90,7 +90,7 @@ class OpenAIGenerator:
             model=env.get("PROMPTPIX_OPENAI_MODEL", "").strip() or DEFAULT_MODEL,
             base_url=env.get("PROMPTPIX_OPENAI_BASE_URL", "").strip() or DEFAULT_BASE_URL,
             quality=env.get("PROMPTPIX_OPENAI_QUALITY", "").strip(),
-            timeout_s=float(env.get("PROMPTPIX_OPENAI_TIMEOUT_S", "").strip() or 180),
+            timeout_s=timeout_s,
         )
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage:

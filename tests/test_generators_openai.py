@@ -153,3 +153,18 @@ async def test_base_url_forms() -> None:
     assert normalise_base("http://127.0.0.1:9000") == "http://127.0.0.1:9000/v1"
     assert normalise_base("http://127.0.0.1:9000/v1/") == "http://127.0.0.1:9000/v1"
     assert normalise_base("https://example.test/openai/v1") == "https://example.test/openai/v1"
+
+
+async def test_timeout_zero_means_no_limit_not_an_instant_failure() -> None:
+    from generators.chain import build_chain
+
+    with FakeServer(openai_ok) as server:
+        env = {
+            "OPENAI_API_KEY": "sk-test",
+            "PROMPTPIX_OPENAI_BASE_URL": server.url,
+            "PROMPTPIX_OPENAI_TIMEOUT_S": "0",
+        }
+        made = build_chain(["openai"], env=env)
+        OPEN.append(made)
+        result = await made.generate(request(), validate)
+    assert result.image.generator == "openai" and len(server.calls) == 1
