@@ -19,9 +19,7 @@ from typing import Any
 
 import httpx
 
-from .base import GeneratedImage, GenerationError, GenerationRequest
-from .gemini import sniff
-from .openai import retry_after
+from .base import GeneratedImage, GenerationError, GenerationRequest, retry_after, sniff
 from .ratios import NATIVE_SIZES
 
 DEFAULT_CHECKPOINT = "sd_xl_base_1.0.safetensors"

@@ -7,14 +7,12 @@ stored, so every original has the ratio its key says.
 
 from __future__ import annotations
 
-import math
-
 import pyvips
 
 from transforms.focal import find_focal_point
 from transforms.source import decode
 
-from .ratios import NATIVE_SIZES
+from .ratios import NATIVE_SIZES, nearest_native
 
 RATIO_TOLERANCE = 0.01  # relative: 1344x768 is 16:9 closely enough
 
@@ -22,22 +20,12 @@ RATIO_TOLERANCE = 0.01  # relative: 1344x768 is 16:9 closely enough
 Sizes = dict[tuple[int, int], tuple[int, int]]
 
 
-def nearest(ratio: tuple[int, int], sizes: Sizes) -> tuple[int, int]:
-    if ratio in sizes:
-        return ratio
-    target = math.log(ratio[0] / ratio[1])
-    return min(
-        sizes,
-        key=lambda r: (round(abs(math.log(r[0] / r[1]) - target), 12), abs(math.log(r[0] / r[1]))),
-    )
-
-
 def native_for(
     ratio: tuple[int, int], sizes: dict[tuple[int, int], tuple[int, int]] | None
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """The generator's own ratio and size for a key's ratio."""
     table = sizes or NATIVE_SIZES
-    own = nearest(ratio, table)
+    own = nearest_native(ratio, table)
     return own, table[own]
 
 

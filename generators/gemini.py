@@ -10,7 +10,14 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .base import GeneratedImage, GenerationError, GenerationRequest, Refused
+from .base import (
+    GeneratedImage,
+    GenerationError,
+    GenerationRequest,
+    Refused,
+    retry_after,
+    sniff,
+)
 from .ratios import NATIVE_SIZES, ratio_text
 
 if TYPE_CHECKING:
@@ -38,18 +45,6 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
-def sniff(data: bytes) -> str:
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[4:12] in (b"ftypavif", b"ftypheic"):
-        return "image/avif"
-    return "application/octet-stream"
-
-
 def retry_delay(details: Any) -> float | None:
     """`RetryInfo.retryDelay` ("13s", "0.5s") from a Google API error body, in seconds."""
     error = details.get("error", details) if isinstance(details, dict) else None
@@ -65,15 +60,6 @@ def retry_delay(details: Any) -> float | None:
     return None
 
 
-def header_retry_after(response: Any) -> float | None:
-    headers = getattr(response, "headers", None)
-    raw = headers.get("retry-after") if headers is not None else None
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None
-
-
 def map_api_error(generator: str, exc: Exception) -> GenerationError:
     """google-genai's `ClientError`/`ServerError` as the chain's errors."""
     code = int(getattr(exc, "code", 0) or 0)
@@ -83,7 +69,7 @@ def map_api_error(generator: str, exc: Exception) -> GenerationError:
     if code == 429:
         after = retry_delay(getattr(exc, "details", None))
         if after is None:
-            after = header_retry_after(getattr(exc, "response", None))
+            after = retry_after(getattr(getattr(exc, "response", None), "headers", None) or {})
     return GenerationError(
         generator, f"HTTP {code}: {message}", retryable=retryable, retry_after=after
     )

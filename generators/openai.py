@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from .base import GeneratedImage, GenerationError, GenerationRequest, Refused
+from .base import GeneratedImage, GenerationError, GenerationRequest, Refused, retry_after
 
 DEFAULT_MODEL = "gpt-image-1"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -27,27 +25,6 @@ NATIVE_SIZES: dict[tuple[int, int], tuple[int, int]] = {
 }
 REFUSAL_CODES = frozenset({"content_policy_violation", "moderation_blocked"})
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-
-
-def retry_after(headers: httpx.Headers) -> float | None:
-    """`retry-after-ms`, or `Retry-After` in seconds or as an HTTP date."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def normalise_base(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 # Native ratio -> generated size (Gemini 2.5 Flash Image's own sizes).
 NATIVE_SIZES: dict[tuple[int, int], tuple[int, int]] = {
@@ -24,13 +25,15 @@ def reduce_ratio(w: int, h: int) -> tuple[int, int]:
     return w // g, h // g
 
 
-def nearest_native(ratio: tuple[int, int]) -> tuple[int, int]:
-    """The native ratio nearest to `ratio` in log scale (ties go to the squarer one)."""
-    if ratio in NATIVE_SIZES:
+def nearest_native(
+    ratio: tuple[int, int], sizes: Mapping[tuple[int, int], object] = NATIVE_SIZES
+) -> tuple[int, int]:
+    """The ratio of `sizes` nearest to `ratio` in log scale (ties go to the squarer one)."""
+    if ratio in sizes:
         return ratio
     target = math.log(ratio[0] / ratio[1])
     return min(
-        NATIVE_SIZES,
+        sizes,
         key=lambda r: (round(abs(math.log(r[0] / r[1]) - target), 12), abs(math.log(r[0] / r[1]))),
     )
 

@@ -10,10 +10,11 @@ import pytest
 
 from gateway.config import Config
 from generators.chain import ConfigError, Limits, build_chain
-from generators.fit import crop_to_ratio, nearest
+from generators.fit import crop_to_ratio
 from generators.governor import Breaker, FairLimiter, QueueFull, RateLimiter
 from generators.imagen import NATIVE_SIZES as IMAGEN
 from generators.openai import NATIVE_SIZES as OPENAI
+from generators.ratios import nearest_native as nearest
 from tests.generator_fakes import png
 from transforms.source import decode
 
