@@ -76,7 +76,7 @@ def map_api_error(generator: str, exc: Exception) -> GenerationError:
 
 
 def google_client(
-    base_url: str | None, timeout_s: float, **client_args: Any
+    base_url: str | None, timeout_s: float, *, connect_s: float = 10.0, **client_args: Any
 ) -> tuple[genai.Client, httpx.AsyncClient]:
     """A google-genai client on an httpx client of our own, with the SDK's retries off.
 
@@ -88,7 +88,7 @@ def google_client(
     from google.genai import types
 
     http = httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+        timeout=httpx.Timeout(timeout_s, connect=min(connect_s, timeout_s)),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=32),
     )
     client = genai.Client(

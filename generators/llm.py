@@ -127,28 +127,17 @@ class GeminiLLM:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         thinking_budget: int | None = None,
     ) -> None:
-        import httpx
-        from google import genai
         from google.genai import types
+
+        from .gemini import google_client
 
         self._types = types
         self.model = model
         self.timeout_s = timeout_s
         self.name = f"{self.backend}:{model}"
         self.thinking_budget = thinking_budget
-        # An httpx client of our own keeps the SDK on httpx (with aiohttp installed it would
-        # switch to aiohttp, whose session class warns on every use) and lets us close it.
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=min(2.0, timeout_s))
-        )
-        self._client = genai.Client(
-            api_key=api_key,
-            http_options=types.HttpOptions(
-                base_url=base_url or None,
-                timeout=max(1, int(timeout_s * 1000)),
-                retry_options=types.HttpRetryOptions(attempts=1),  # the caller decides
-                httpx_async_client=self._http,
-            ),
+        self._client, self._http = google_client(
+            base_url, timeout_s, connect_s=2.0, api_key=api_key
         )
 
     async def complete(self, prompt: str, *, system: str = "") -> Completion:

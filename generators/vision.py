@@ -83,23 +83,16 @@ class GeminiVision:
         base_url: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        import httpx
-        from google import genai
         from google.genai import types
+
+        from .gemini import google_client
 
         self._types = types
         self.model = model
         self.timeout_s = timeout_s
         self.name = f"gemini:{model}"
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=2.0))
-        self._client = genai.Client(
-            api_key=api_key,
-            http_options=types.HttpOptions(
-                base_url=base_url or None,
-                timeout=max(1, int(timeout_s * 1000)),
-                retry_options=types.HttpRetryOptions(attempts=1),
-                httpx_async_client=self._http,
-            ),
+        self._client, self._http = google_client(
+            base_url, timeout_s, connect_s=2.0, api_key=api_key
         )
 
     async def analyse(self, data: bytes, content_type: str) -> Analysis | None:
