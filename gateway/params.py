@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from cache.keys import content_key
+from generators.prompts import MAX_PROMPT_CHARS
 from generators.ratios import nearest_native, reduce_ratio
 from generators.styles import BUILTIN_STYLES
 
 from .errors import BadParameter, PromptTooLong, UnknownParameter
 
-MAX_PROMPT = 10_000
 MAX_NEG = 1_000
 MAX_SEED = 2_147_483_647
 MAX_QUERY_FIELDS = 32
@@ -189,9 +189,10 @@ def parse(query: bytes | str, ctx: ParseContext) -> ImageRequest:
     prompt = _text(raw["prompt"])
     if not prompt:
         raise BadParameter("'prompt' must not be empty", param="prompt")
-    if len(prompt) > MAX_PROMPT:
+    if len(prompt) > MAX_PROMPT_CHARS:
         raise PromptTooLong(
-            f"'prompt' has {len(prompt)} characters; the limit is {MAX_PROMPT}", param="prompt"
+            f"'prompt' has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}",
+            param="prompt",
         )
     neg = _text(raw.get("neg", ""))
     if len(neg) > MAX_NEG:
