@@ -4,8 +4,7 @@ Two thresholds, as in the Image Builder v2 API: `REUSE_THRESHOLD` (0.85) lets a 
 opts in reuse a near-identical earlier image before paying for a generation;
 `SIMILAR_THRESHOLD` (0.70) serves a related image (`X-Cache-Status: SIMILAR`) once every
 generator has failed. Embeddings are computed on one dedicated thread, never on the event
-loop; the index itself lives in memory, and `to_rows`/`from_rows` carry it to and from a
-database (vectors as little-endian float32 bytes).
+loop; the index itself lives in memory.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -63,16 +62,6 @@ class SemanticMatch(NamedTuple):
     similarity: float
 
 
-class SemanticRow(NamedTuple):
-    """One persisted entry: what a database table of the index holds."""
-
-    project: str
-    ratio: str
-    key: str
-    prompt: str
-    embedding: bytes  # little-endian float32
-
-
 class _Scope:
     """The entries of one project and ratio: a row-per-entry matrix with spare capacity."""
 
@@ -107,16 +96,6 @@ class _Scope:
         self.matrix[: n - count] = self.matrix[count:n].copy()
         del self.keys[:count], self.prompts[:count]
         self.rows = {k: i for i, k in enumerate(self.keys)}
-
-    def remove(self, key: str) -> bool:
-        row = self.rows.pop(key, None)
-        if row is None:
-            return False
-        n = len(self.keys)
-        self.matrix[row : n - 1] = self.matrix[row + 1 : n].copy()
-        del self.keys[row], self.prompts[row]
-        self.rows = {k: i for i, k in enumerate(self.keys)}
-        return True
 
     def best(self, vector: Matrix) -> tuple[str, float] | None:
         n = len(self.keys)
@@ -153,10 +132,6 @@ class SemanticIndex:
             scope = self._scopes[scope_id] = _Scope(self.dimensions, self.max_per_scope)
         scope.add(key, prompt, vector)
 
-    def remove(self, key: str, *, project: str, ratio: Ratio) -> bool:
-        scope = self._scopes.get((project, ratio_label(ratio)))
-        return scope.remove(key) if scope else False
-
     def best_match(
         self, embedding: Matrix, project: str, ratio: Ratio, threshold: float
     ) -> SemanticMatch | None:
@@ -166,27 +141,6 @@ class SemanticIndex:
         if found is None or found[1] < threshold:
             return None
         return SemanticMatch(found[0], min(found[1], 1.0))
-
-    def to_rows(self, project: str | None = None) -> Iterator[SemanticRow]:
-        for (proj, ratio), scope in self._scopes.items():
-            if project is not None and proj != project:
-                continue
-            for i, key in enumerate(scope.keys):
-                yield SemanticRow(proj, ratio, key, scope.prompts[i], to_bytes(scope.matrix[i]))
-
-    @classmethod
-    def from_rows(
-        cls,
-        rows: Iterable[SemanticRow | tuple[str, str, str, str, bytes]],
-        dimensions: int = DIMENSIONS,
-        max_per_scope: int = MAX_PER_SCOPE,
-    ) -> SemanticIndex:
-        index = cls(dimensions, max_per_scope)
-        for project, ratio, key, prompt, data in rows:
-            index.add(
-                key, prompt, from_bytes(bytes(data), dimensions), project=project, ratio=ratio
-            )
-        return index
 
 
 class Encoder(Protocol):
@@ -287,10 +241,6 @@ class EmbeddingService:
         """Load the model now (on the thread); answers the load time in seconds."""
         await self.embed("warm up")
         return self.load_seconds or 0.0
-
-    @property
-    def ready(self) -> bool:
-        return self._model is not None
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread once the queued work is done."""
