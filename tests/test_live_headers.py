@@ -191,11 +191,12 @@ def test_readyz_reports_each_dependency(live: httpx.Client) -> None:
 
 
 def test_metrics_in_prometheus_text(live: httpx.Client) -> None:
+    before = metrics(live)
     p = fresh()
-    live.get("/i/demo", params={"prompt": p, "w": "30"})
-    live.get("/i/demo", params={"prompt": p, "w": "30"})
-    live.get("/i/demo", params={"prompt": p, "w": "31"})
-    live.get("/i/demo", params={"prompt": p, "w": "0"})
+    live.get("/i/demo", params={"prompt": p, "w": "30"})  # MISS
+    live.get("/i/demo", params={"prompt": p, "w": "30"})  # HIT
+    live.get("/i/demo", params={"prompt": p, "w": "31"})  # TRANSFORM
+    live.get("/i/demo", params={"prompt": p, "w": "0"})  # 400
     r = live.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
@@ -203,16 +204,18 @@ def test_metrics_in_prometheus_text(live: httpx.Client) -> None:
     assert "# TYPE promptpix_generations_total counter" in text
     assert "# TYPE promptpix_requests_total counter" in text
     assert "# TYPE promptpix_stage_duration_ms histogram" in text
-    samples = metrics(live)
+    after = metrics(live)
 
-    def value(name: str, **labels: str) -> float:
-        return samples.get((name, frozenset(labels.items())), 0.0)
+    def grew(name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        return after.get(key, 0.0) - before.get(key, 0.0)
 
-    assert value("promptpix_generations_total", generator="local", outcome="success") >= 1
+    assert grew("promptpix_generations_total", generator="local", outcome="success") == 1
     for cache in ("MISS", "HIT", "TRANSFORM"):
-        assert value("promptpix_requests_total", route="/i", status="200", cache=cache) >= 1
-    assert value("promptpix_requests_total", route="/i", status="400", cache="") >= 1
-    for stage in ("generate", "transform", "request"):
-        count = value("promptpix_stage_duration_ms_count", stage=stage)
-        assert count >= 1, stage
-        assert value("promptpix_stage_duration_ms_bucket", stage=stage, le="+Inf") == count
+        assert grew("promptpix_requests_total", route="/i", status="200", cache=cache) == 1, cache
+    assert grew("promptpix_requests_total", route="/i", status="400", cache="") == 1
+    for stage, runs in (("generate", 1), ("transform", 2), ("request", 3)):
+        assert grew("promptpix_stage_duration_ms_count", stage=stage) == runs, stage
+        count = after[("promptpix_stage_duration_ms_count", frozenset({("stage", stage)}))]
+        inf = ("promptpix_stage_duration_ms_bucket", frozenset({("stage", stage), ("le", "+Inf")}))
+        assert after[inf] == count

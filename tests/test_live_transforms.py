@@ -172,7 +172,11 @@ def test_rmbg_with_bg_colour_flattens_onto_it(live: httpx.Client) -> None:
 def test_anchors_choose_what_a_crop_keeps(live: httpx.Client) -> None:
     top = image(get(live, ar="1:1", w="200", h="50", anchor="top", fmt="png").content)
     bottom = image(get(live, ar="1:1", w="200", h="50", anchor="bottom", fmt="png").content)
-    assert (top - bottom).abs().max() > 0
+    full = image(get(live, ar="1:1", w="200", h="200", fmt="png").content)
+    # Each crop is that end of the whole picture, and not the other end.
+    assert (top - full.crop(0, 0, 200, 50)).abs().avg() < 4
+    assert (bottom - full.crop(0, 150, 200, 50)).abs().avg() < 4
+    assert (top - full.crop(0, 150, 200, 50)).abs().avg() > 10
     # A named anchor and its fractions are the same crop.
     center = get(live, ar="1:1", w="200", h="50", anchor="center", fmt="png").content
     fractions = get(live, ar="1:1", w="200", h="50", anchor="0.5,0.5", fmt="png").content
