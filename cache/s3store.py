@@ -105,20 +105,17 @@ class S3Store:
         self._bucket_ready = True
 
     async def get(self, key: str) -> StoredOriginal | None:
-        try:
+        async with _mapped("get", key):
             client = await self._s3()
-            meta_obj = await client.get_object(Bucket=self.bucket, Key=self._name(key, ".json"))
-            async with meta_obj["Body"] as body:
-                meta = orjson.loads(await body.read())
-            obj = await client.get_object(Bucket=self.bucket, Key=self._file(key, meta))
-            async with obj["Body"] as body:
-                data = await body.read()
-        except ClientError as exc:
-            if _code(exc) in MISSING:
+            meta = await self._meta(client, key)
+            if meta is None:
                 return None
-            raise StoreUnavailable(f"s3 get {key}: {exc}") from exc
-        except (TimeoutError, BotoCoreError, OSError) as exc:
-            raise StoreUnreachable(f"s3 get {key}: {exc}") from exc
+            try:
+                data = await _read(client, self.bucket, self._file(key, meta))
+            except ClientError as exc:
+                if _code(exc) in MISSING:
+                    return None
+                raise
         return StoredOriginal(key, data, meta)
 
     def _file(self, key: str, meta: Mapping[str, Any]) -> str:
@@ -129,15 +126,14 @@ class S3Store:
 
     async def head(self, key: str) -> bool:
         """Whether a complete original (its metadata object) is stored, without reading it."""
-        try:
+        async with _mapped("head", key):
             client = await self._s3()
-            await client.head_object(Bucket=self.bucket, Key=self._name(key, ".json"))
-        except ClientError as exc:
-            if _code(exc) in MISSING:
-                return False
-            raise StoreUnavailable(f"s3 head {key}: {exc}") from exc
-        except (TimeoutError, BotoCoreError, OSError) as exc:
-            raise StoreUnreachable(f"s3 head {key}: {exc}") from exc
+            try:
+                await client.head_object(Bucket=self.bucket, Key=self._name(key, ".json"))
+            except ClientError as exc:
+                if _code(exc) in MISSING:
+                    return False
+                raise
         return True
 
     async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
@@ -147,7 +143,7 @@ class S3Store:
         # the metadata never overwrites the image the winner's metadata describes.
         file = f"{key}.{blake3.blake3(data).hexdigest()[:16]}{ext}"
         record = {**meta, "key": key, "ext": ext, "file": file}
-        try:
+        async with _mapped("put", key):
             client = await self._s3()
             await client.put_object(
                 Bucket=self.bucket,
@@ -174,20 +170,16 @@ class S3Store:
                         await client.delete_object(
                             Bucket=self.bucket, Key=self._name(key, file[len(key) :])
                         )
-        except ClientError as exc:
-            raise StoreUnavailable(f"s3 put {key}: {exc}") from exc
-        except (TimeoutError, BotoCoreError, OSError) as exc:
-            raise StoreUnreachable(f"s3 put {key}: {exc}") from exc
 
     async def _meta(self, client: Any, key: str) -> dict[str, Any] | None:
         try:
-            obj = await client.get_object(Bucket=self.bucket, Key=self._name(key, ".json"))
+            meta: dict[str, Any] = orjson.loads(
+                await _read(client, self.bucket, self._name(key, ".json"))
+            )
         except ClientError as exc:
             if _code(exc) in MISSING:
                 return None
             raise
-        async with obj["Body"] as body:
-            meta: dict[str, Any] = orjson.loads(await body.read())
         return meta
 
     async def metadata(self) -> AsyncIterator[dict[str, Any]]:
@@ -199,9 +191,7 @@ class S3Store:
             for item in page.get("Contents", []):
                 name = item["Key"].rsplit("/", 1)[-1]
                 if name.endswith(".json") and is_key(name[:-5]):
-                    obj = await client.get_object(Bucket=self.bucket, Key=item["Key"])
-                    async with obj["Body"] as body:
-                        meta = orjson.loads(await body.read())
+                    meta = orjson.loads(await _read(client, self.bucket, item["Key"]))
                     meta.setdefault("key", name[:-5])
                     yield meta
 
@@ -222,3 +212,21 @@ class S3Store:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+async def _read(client: Any, bucket: str, name: str) -> bytes:
+    obj = await client.get_object(Bucket=bucket, Key=name)
+    async with obj["Body"] as body:
+        data: bytes = await body.read()
+    return data
+
+
+@contextlib.asynccontextmanager
+async def _mapped(op: str, key: str) -> AsyncIterator[None]:
+    """S3's errors as the store's: refused (StoreUnavailable), not answering (StoreUnreachable)."""
+    try:
+        yield
+    except ClientError as exc:
+        raise StoreUnavailable(f"s3 {op} {key}: {exc}") from exc
+    except (TimeoutError, BotoCoreError, OSError) as exc:
+        raise StoreUnreachable(f"s3 {op} {key}: {exc}") from exc
