@@ -11,7 +11,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 from .filestore import FileStore
@@ -44,6 +44,16 @@ class SpooledStore:
         # of each waiting out connection retries; the uploader keeps probing.
         self.breaker_s = breaker_s
         self._skip_until = 0.0
+
+    async def metadata(self) -> AsyncIterator[dict[str, Any]]:
+        """The primary store's originals, then those only the spool holds."""
+        seen: set[str] = set()
+        async for meta in self.primary.metadata():
+            seen.add(str(meta.get("key", "")))
+            yield meta
+        async for meta in self.spool.metadata():
+            if meta.get("key") not in seen:
+                yield meta
 
     async def start(self) -> None:
         """Pick up what an earlier run left in the spool."""

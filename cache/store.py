@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,10 @@ class Store(Protocol):
         ...
 
     async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None: ...
+
+    def metadata(self) -> AsyncIterator[dict[str, Any]]:
+        """Every original's metadata, for rebuilding the index."""
+        ...
 
     async def check(self) -> dict[str, Any]: ...
 

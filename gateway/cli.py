@@ -45,25 +45,23 @@ def reindex_command() -> int:
 
     async def run() -> int:
         backends = build_backends(config.store, config.database_url, config.spool_dir)
-        await backends.index.backend.start()
-        sources = [backends.store]
-        if backends.spool is not None:
-            sources = [backends.spool.primary, backends.spool.spool]
+        index = backends.index.backend  # written directly: a rebuild waits for each batch
+        await index.start()
         count = 0
         batch = []
-        for source in sources:
-            async for meta in source.metadata():  # type: ignore[attr-defined]
+        try:
+            async for meta in backends.store.metadata():
                 batch.append(original_row(meta))
                 if len(batch) >= 500:
-                    await backends.index.backend.write(batch)
-                    count += len(batch)
-                    batch = []
-        if batch:
-            await backends.index.backend.write(batch)
-            count += len(batch)
-        total = await backends.index.backend.count("originals")
-        await backends.index.backend.close()
-        await backends.store.close()
+                    await index.write(batch)
+                    count, batch = count + len(batch), []
+            if batch:
+                await index.write(batch)
+                count += len(batch)
+            total = await index.count("originals")
+        finally:
+            await index.close()
+            await backends.store.close()
         print(f"reindexed {count} originals; the index holds {total}")
         return 0
 
