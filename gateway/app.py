@@ -66,7 +66,6 @@ class App:
             llm=self.llm,
             semantic=self.semantic,
             vision=self.vision,
-            semantic_reuse=self._semantic_reuse,
         )
         demo = dataclasses.replace(DEMO, semantic_reuse=self.semantic_settings.demo_reuse)
         self.projects = Projects([demo] if cfg.demo_enabled else [])
@@ -87,12 +86,6 @@ class App:
             ],
             default=_not_found,
         )
-
-    def _semantic_reuse(self, slug: str) -> bool:
-        try:
-            return self.projects.get(slug).semantic_reuse
-        except NotFound:
-            return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,13 +91,11 @@ class ImageService:
         llm: TextLLM | None = None,
         semantic: SemanticCache | None = None,
         vision: GeminiVision | None = None,
-        semantic_reuse: Callable[[str], bool] = lambda project: False,
     ) -> None:
         self.settings = settings
         self.llm = llm  # prompt compaction and enhancement; None: deterministic
         self.semantic = semantic
         self.vision = vision
-        self.semantic_reuse = semantic_reuse  # project -> serve >= 0.85 matches before generating
         self.store = store
         self.index = index
         self.leases = leases
@@ -118,28 +115,40 @@ class ImageService:
         return self.variants.get(variant_key)
 
     async def variant(
-        self, gen: GenerationParams, transform: TransformParams, variant_key: str
+        self,
+        gen: GenerationParams,
+        transform: TransformParams,
+        variant_key: str,
+        *,
+        reuse: bool = False,
     ) -> tuple[Variant, str]:
-        """The variant and its cache status (HIT, TRANSFORM or MISS)."""
+        """The variant and its cache status (HIT, TRANSFORM, MISS or SIMILAR). With `reuse`
+        (the project opted in), a near-identical stored image is served before generating."""
         found = self.variants.get(variant_key)
         if found is not None:
             return found, HIT
-        if self.semantic is not None and self.semantic_reuse(gen.project):
+        variant, _ = await self.variant_flight.do(
+            variant_key,
+            lambda: self._resolve(gen, transform, variant_key, reuse),
+            timeout=self.settings.generation_timeout_s,
+        )
+        return variant, variant.status
+
+    async def _resolve(
+        self, gen: GenerationParams, transform: TransformParams, variant_key: str, reuse: bool
+    ) -> Variant:
+        """Run once per variant key, however many requests wait for it."""
+        if reuse and self.semantic is not None:
             reused = await self._reuse(gen, transform)
             if reused is not None:
-                return reused, SIMILAR
+                return reused
         try:
-            variant, _ = await self.variant_flight.do(
-                variant_key,
-                lambda: self._make_variant(gen, transform, variant_key),
-                timeout=self.settings.generation_timeout_s,
-            )
+            return await self._make_variant(gen, transform, variant_key)
         except AllGeneratorsFailed:
             similar = await self.similar(gen, transform, SIMILAR_THRESHOLD)
             if similar is None:
                 raise
-            return similar, SIMILAR
-        return variant, variant.status
+            return similar
 
     async def _reuse(self, gen: GenerationParams, transform: TransformParams) -> Variant | None:
         """A project that opts in gets a near-identical stored image instead of a generation."""

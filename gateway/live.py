@@ -57,6 +57,7 @@ class LiveImages:
         self.metrics = metrics
         self.contexts = {p.slug: self._context(p, generator_ids) for p in projects}
         self.projects = projects
+        self.reuse = {p.slug: p.semantic_reuse for p in projects}
         self.remembered: dict[tuple[str, bytes], Remembered] = {}
         self.cache_control = config.cache_control.encode()
         # A stand-in for an image that could not be made is kept for minutes, not a year.
@@ -114,7 +115,9 @@ class LiveImages:
             if if_none_match and etag_matches(if_none_match, b'"' + vkey.encode() + b'"'):
                 await self._not_modified(send_, vkey, negotiated)
                 return
-            variant, status = await self.images.variant(request.gen, request.transform, vkey)
+            variant, status = await self.images.variant(
+                request.gen, request.transform, vkey, reuse=self.reuse[request.gen.project]
+            )
         except Exception as exc:  # every failure leaves as a JSON answer, never a bare 500
             await self._fail(send_, exc, head)
             return
