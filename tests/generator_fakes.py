@@ -7,19 +7,25 @@ once, so the tests check limits where they matter: at the server.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import pyvips
+
+from generators.base import GeneratedImage
+from generators.chain import Chain, Limits
+from transforms.source import decode
 
 
 def png(width: int, height: int, colour: tuple[int, int, int] = (200, 80, 40)) -> bytes:
@@ -320,3 +326,22 @@ class ComfyUI:
             )
             return Answer(200, data, {"content-type": "image/png"})
         return Answer(404, b"not found")
+
+
+# --- shared by the generator tests ---------------------------------------------------------
+
+FAST = Limits(retries=2, backoff_s=0.05, max_backoff_s=0.2, timeout_s=5.0)
+OPEN: list[Chain] = []  # chains a test built; `close_chains` closes them after it
+
+
+@pytest.fixture(autouse=True)
+async def close_chains() -> AsyncIterator[None]:
+    """Autouse in every module that imports it."""
+    yield
+    while OPEN:
+        await OPEN.pop().close()
+
+
+async def validate(image: GeneratedImage) -> None:
+    """What the gateway checks of every answer: the bytes decode."""
+    await asyncio.to_thread(decode, image.data, 50_000_000)

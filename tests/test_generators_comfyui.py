@@ -3,30 +3,26 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
 import pytest
 
-from generators.base import GeneratedImage, GenerationRequest
+from generators.base import GenerationRequest
 from generators.chain import Chain, Limits
 from generators.comfyui import ComfyUIGenerator, default_workflow, fill
 from generators.local import LocalGenerator
 from generators.ratios import NATIVE_SIZES
-from tests.generator_fakes import Answer, ComfyUI, FakeServer
+from tests.generator_fakes import (
+    OPEN,
+    Answer,
+    ComfyUI,
+    FakeServer,
+    close_chains,  # noqa: F401 (an autouse fixture)
+    validate,
+)
 from transforms.source import decode
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 FAST = Limits(retries=1, backoff_s=0.05, max_backoff_s=0.2, timeout_s=5.0)
-OPEN: list[Chain] = []
-
-
-@pytest.fixture(autouse=True)
-async def close_chains() -> AsyncIterator[None]:
-    yield
-    while OPEN:
-        await OPEN.pop().close()
 
 
 def request(ratio: tuple[int, int] = (16, 9)) -> GenerationRequest:
@@ -38,10 +34,6 @@ def request(ratio: tuple[int, int] = (16, 9)) -> GenerationRequest:
         negative="blurry",
         seed=42,
     )
-
-
-async def validate(image: GeneratedImage) -> None:
-    await asyncio.to_thread(decode, image.data, 50_000_000)
 
 
 def chain(server: FakeServer, limits: Limits = FAST) -> Chain:

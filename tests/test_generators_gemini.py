@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,20 +15,22 @@ from generators.governor import RateLimiter
 from generators.local import LocalGenerator
 from generators.ratios import NATIVE_SIZES
 from tests.generator_fakes import (
+    FAST,
     GEMINI_SIZES,
+    OPEN,
     Answer,
     FakeServer,
+    close_chains,  # noqa: F401 (an autouse fixture)
     gemini_image,
     gemini_ok,
     gemini_refusal,
     google_error,
     png,
+    validate,
 )
 from transforms.source import decode
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
-
-FAST = Limits(retries=2, backoff_s=0.05, max_backoff_s=0.2, timeout_s=5.0)
 
 
 def request(
@@ -37,20 +38,6 @@ def request(
 ) -> GenerationRequest:
     key = f"{abs(hash(prompt)):016x}" * 4
     return GenerationRequest(key=key, prompt=prompt, ratio=ratio, size=NATIVE_SIZES[ratio], **kw)  # type: ignore[arg-type]
-
-
-async def validate(image: GeneratedImage) -> None:
-    await asyncio.to_thread(decode, image.data, 50_000_000)
-
-
-OPEN: list[Chain] = []
-
-
-@pytest.fixture(autouse=True)
-async def close_chains() -> AsyncIterator[None]:
-    yield
-    while OPEN:
-        await OPEN.pop().close()
 
 
 def chain(server: FakeServer, limits: Limits = FAST, *, with_local: bool = True) -> Chain:

@@ -3,18 +3,25 @@ speaks Vertex AI's `:predict`."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from collections.abc import AsyncIterator
 
 import pytest
 
-from generators.base import GeneratedImage, GenerationRequest, Refused
+from generators.base import GenerationRequest, Refused
 from generators.chain import Chain, Limits
 from generators.imagen import ImagenGenerator
 from generators.local import LocalGenerator
 from generators.ratios import NATIVE_SIZES
-from tests.generator_fakes import Answer, FakeServer, google_error, imagen_ok
+from tests.generator_fakes import (
+    FAST,
+    OPEN,
+    Answer,
+    FakeServer,
+    close_chains,  # noqa: F401 (an autouse fixture)
+    google_error,
+    imagen_ok,
+    validate,
+)
 from transforms.source import decode
 
 pytestmark = [
@@ -23,25 +30,11 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The generate_images method is deprecated"),
 ]
 
-FAST = Limits(retries=2, backoff_s=0.05, max_backoff_s=0.2, timeout_s=5.0)
-OPEN: list[Chain] = []
-
-
-@pytest.fixture(autouse=True)
-async def close_chains() -> AsyncIterator[None]:
-    yield
-    while OPEN:
-        await OPEN.pop().close()
-
 
 def request(ratio: tuple[int, int] = (1, 1), prompt: str = "a red fox") -> GenerationRequest:
     return GenerationRequest(
         key="cd" * 32, prompt=prompt, ratio=ratio, size=NATIVE_SIZES[ratio], seed=11
     )
-
-
-async def validate(image: GeneratedImage) -> None:
-    await asyncio.to_thread(decode, image.data, 50_000_000)
 
 
 def chain(server: FakeServer, limits: Limits = FAST) -> Chain:

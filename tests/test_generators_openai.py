@@ -2,42 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
-from generators.base import GeneratedImage, GenerationRequest, Refused
+from generators.base import GenerationRequest, Refused
 from generators.chain import Chain, Limits
 from generators.local import LocalGenerator
 from generators.openai import OpenAIGenerator, normalise_base
 from generators.ratios import NATIVE_SIZES
-from tests.generator_fakes import Answer, FakeServer, openai_error, openai_ok
+from tests.generator_fakes import (
+    FAST,
+    OPEN,
+    Answer,
+    FakeServer,
+    close_chains,  # noqa: F401 (an autouse fixture)
+    openai_error,
+    openai_ok,
+    validate,
+)
 from transforms.source import decode
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
-
-FAST = Limits(retries=2, backoff_s=0.05, max_backoff_s=0.2, timeout_s=5.0)
-OPEN: list[Chain] = []
-
-
-@pytest.fixture(autouse=True)
-async def close_chains() -> AsyncIterator[None]:
-    yield
-    while OPEN:
-        await OPEN.pop().close()
 
 
 def request(prompt: str = "a red fox", ratio: tuple[int, int] = (1, 1)) -> GenerationRequest:
     return GenerationRequest(
         key="ab" * 32, prompt=prompt, ratio=ratio, size=NATIVE_SIZES[ratio], seed=3
     )
-
-
-async def validate(image: GeneratedImage) -> None:
-    await asyncio.to_thread(decode, image.data, 50_000_000)
 
 
 def chain(server: FakeServer, limits: Limits = FAST) -> Chain:
