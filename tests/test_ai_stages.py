@@ -1,6 +1,6 @@
 """The AI stages in the running gateway, over real HTTP: prompt work with an LLM (Ollama's
 API served locally) and without one, styles with transparent backgrounds, asset analysis
-(libvips offline, a Gemini vision answer through the real SDK), and the semantic cache
+(saliency offline, a Gemini vision answer through the real SDK), and the semantic cache
 across restarts with a generator chain that cannot answer."""
 
 from __future__ import annotations
@@ -165,10 +165,10 @@ def test_plain_background_flattened_without_alpha_and_kept_for_other_styles(
 # --- asset analysis ---------------------------------------------------------------------
 
 
-def test_offline_analysis_is_libvips_saliency(offline: Gateway) -> None:
+def test_offline_analysis_is_saliency(offline: Gateway) -> None:
     r = get(offline, prompt="a lighthouse at night", w="64")
     meta = meta_of(offline.root, r.headers["x-image-id"])
-    assert meta["focal_source"] == "libvips"
+    assert meta["focal_source"] == "saliency"
     assert 0 <= meta["focal_point"]["x"] <= 1 and 0 <= meta["focal_point"]["y"] <= 1
     assert meta["alt_text"] == "" and meta["tags"] == []
 
@@ -194,7 +194,7 @@ def test_vision_model_gives_focal_point_alt_text_and_tags(
         r = get(server, prompt=FOX, w="64")
         assert r.status_code == 200, r.text
         meta = meta_of(server.root, r.headers["x-image-id"])
-        gemini.mode = "error"  # a vision model that fails leaves libvips' focal point
+        gemini.mode = "error"  # a vision model that fails leaves the saliency focal point
         r = get(server, prompt=UNRELATED, w="64")
         assert r.status_code == 200, r.text
         fallback = meta_of(server.root, r.headers["x-image-id"])
@@ -205,7 +205,7 @@ def test_vision_model_gives_focal_point_alt_text_and_tags(
     assert meta["focal_source"] == "gemini:gemini-2.5-flash"
     assert meta["alt_text"] == answer["alt_text"]
     assert meta["tags"] == ["fox", "snow", "winter"]
-    assert fallback["focal_source"] == "libvips" and fallback["alt_text"] == ""
+    assert fallback["focal_source"] == "saliency" and fallback["alt_text"] == ""
     path, _, body = gemini.requests[0]
     assert path.endswith("/models/gemini-2.5-flash:generateContent")
     parts = body["contents"][0]["parts"]
