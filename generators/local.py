@@ -1,4 +1,11 @@
-"""The offline `local` generator: a deterministic, clearly labelled placeholder."""
+"""The offline `local` generator: a deterministic, clearly labelled placeholder.
+
+A placeholder is a scene (a gradient, shapes and a ringed subject where saliency finds the
+focal point) with a strip across the top that says what it is: the label, the seed and the
+prompt. Scenes are few and cached, already encoded; only the strip is drawn and encoded per
+key. The JPEG is written with a restart marker after every row of blocks, so the strip's
+rows replace the scene's rows byte for byte, with no decode or re-encode of the rest.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,10 @@ import asyncio
 import colorsys
 import functools
 import random
+import re
 import textwrap
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyvips
@@ -52,8 +62,14 @@ COLOUR_WORDS: dict[str, tuple[int, int, int]] = {
 LABEL = "PLACEHOLDER · promptpix local generator"
 
 
+QUALITY = 88
+BLOCK_ROWS = 16  # the height of one row of JPEG blocks with 4:2:0 chroma subsampling
+LAYOUTS = 16  # scenes per size and palette; the key picks one
+GRAIN = 2.0  # a little of the fine detail photos have
+
+
 class LocalGenerator:
-    """Draws a placeholder derived from the prompt: colours, shapes and the prompt's words."""
+    """Draws a placeholder derived from the prompt: its colours, a scene and its words."""
 
     id = "local"
     model = "local-placeholder-1"
@@ -62,21 +78,42 @@ class LocalGenerator:
         self.latency_s = max(0, latency_ms) / 1000
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage:
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
+        started = time.perf_counter()
         data = await asyncio.to_thread(render, request)
+        # A simulated provider answers `latency` after it was asked, its drawing included.
+        remaining = self.latency_s - (time.perf_counter() - started)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
         return GeneratedImage(
             data=data,
             content_type="image/jpeg",
             generator=self.id,
-            model="local-placeholder-1",
+            model=self.model,
             details={"placeholder": True},
         )
 
 
-def palette(prompt: str, rng: random.Random) -> list[tuple[int, int, int]]:
+def render(request: GenerationRequest) -> bytes:
+    width, height = request.size
+    plain = request.style in BUILTIN_STYLES and BUILTIN_STYLES[request.style].transparent
+    layout = int(request.key[:16], 16) % LAYOUTS
+    scene = _scene(width, height, plain, colour_words(request.prompt), layout)
+    label = f"{LABEL} · seed {request.seed}" + (f" · {request.style}" if request.style else "")
+    strip = _strip(scene, label, request.prompt, plain)
+    return splice(scene.jpeg, _encode(strip), scene.rows) or _encode(
+        pyvips.Image.new_from_buffer(scene.jpeg, "").insert(strip, 0, 0)
+    )
+
+
+def colour_words(prompt: str) -> tuple[tuple[int, int, int], ...]:
     words = [w.strip(".,;:!?\"'()").lower() for w in prompt.split()]
-    colours = [COLOUR_WORDS[w] for w in words if w in COLOUR_WORDS]
+    return tuple(dict.fromkeys(COLOUR_WORDS[w] for w in words if w in COLOUR_WORDS))[:4]
+
+
+def palette(
+    named: tuple[tuple[int, int, int], ...], rng: random.Random
+) -> list[tuple[int, int, int]]:
+    colours = list(named)
     base_hue = rng.random()
     while len(colours) < 4:
         hue = (base_hue + 0.17 * len(colours) + rng.uniform(-0.04, 0.04)) % 1.0
@@ -87,21 +124,34 @@ def palette(prompt: str, rng: random.Random) -> list[tuple[int, int, int]]:
 
 @functools.lru_cache(maxsize=1)
 def _grain() -> np.ndarray:
-    """A fixed grain field shared by every size: the fine detail that photos have."""
+    """A fixed grain field shared by every size."""
     rng = np.random.default_rng(7)
-    return rng.normal(0.0, 14.0, size=(1536, 1536, 1)).astype(np.float32)
+    return rng.normal(0.0, GRAIN, size=(1536, 1536, 1)).astype(np.float32)
 
 
-def render(request: GenerationRequest) -> bytes:
-    width, height = request.size
-    rng = random.Random(int(request.key[:16], 16))
-    c0, c1, c2, c3 = (np.array(c, dtype=np.float32) for c in palette(request.prompt, rng)[:4])
+@dataclass(frozen=True, slots=True)
+class Scene:
+    jpeg: bytes
+    top: pyvips.Image  # the pixels of the rows the strip covers, in memory
+    rows: int  # how many block rows the strip covers
+    size: int  # the strip's font size, in pixels
 
+
+@functools.lru_cache(maxsize=48)
+def _scene(
+    width: int,
+    height: int,
+    plain: bool,
+    named: tuple[tuple[int, int, int], ...],
+    layout: int,
+) -> Scene:
+    """A scene, encoded: drawn once per size, palette and layout, then shared by every key."""
+    rng = random.Random(f"{width}x{height}:{plain}:{named}:{layout}")
+    c0, c1, c2, c3 = (np.array(c, dtype=np.float32) for c in palette(named, rng)[:4])
     ys = np.arange(height, dtype=np.float32)[:, None, None]
     xs = np.arange(width, dtype=np.float32)[None, :, None]
     ax, ay = rng.uniform(0.2, 1.0), rng.uniform(0.2, 1.0)
     t = (xs * ax + ys * ay) / (width * ax + height * ay)
-    plain = request.style in BUILTIN_STYLES and BUILTIN_STYLES[request.style].transparent
     if plain:  # styles that ask for a plain background get one, ready to be removed
         img = np.broadcast_to(np.float32(255), (height, width, 3)).copy()
     else:
@@ -128,77 +178,120 @@ def render(request: GenerationRequest) -> bytes:
     disc(sx, sy, sr * 1.12, np.array((250, 250, 250), dtype=np.float32))
     disc(sx, sy, sr, c2)
     disc(sx, sy, sr * 0.45, c3)
-
     if not plain:
         img += _grain()[:height, :width]
     pixels = np.clip(img, 0, 255).astype(np.uint8)
     out = pyvips.Image.new_from_memory(pixels.tobytes(), width, height, 3, "uchar")
-
-    caption = "\n".join(textwrap.wrap(request.prompt, 40)[:3])
-    out = _text(
-        out, caption, int(short * 0.06), width * 0.8, (255, 255, 255), anchor=(sx, sy + sr * 1.25)
-    )
-    label = f"{LABEL} · seed {request.seed}" + (f" · {request.style}" if request.style else "")
     if plain:  # a clear margin of background all round, as an icon or a logo has
         m = max(2, int(short * 0.04))
         out = out.crop(m, m, width - 2 * m, height - 2 * m).embed(
             m, m, width, height, extend="background", background=[255, 255, 255]
         )
-    size = max(14, int(height * 0.024))
+    # The strip holds two lines of text (the label over the prompt) and its margins.
+    size = max(14, int(short * 0.024))
+    lines = pyvips.Image.text(f"<b>{LABEL}</b>\nAg", font=f"sans {size}px").height
+    need = lines + 2 * (size // 2) + (3 * size if plain else 0)
+    rows = min(-(-need // BLOCK_ROWS), height // BLOCK_ROWS - 1)
+    top = out.crop(0, 0, width, rows * BLOCK_ROWS).copy_memory()
+    return Scene(_encode(out), top, rows, size)
+
+
+def _strip(scene: Scene, label: str, prompt: str, plain: bool) -> pyvips.Image:
+    """The scene's top rows with the label and the prompt on them."""
+    size, top = scene.size, scene.top
+    pad = size // 2
+    room = top.width - 2 * pad if not plain else top.width - 4 * size - 2 * pad
+    mask = _caption(label, prompt, size, room)
+    fits = top.height - 2 * pad - (3 * size if plain else 0)
+    if mask.height > fits:
+        mask = mask.crop(0, 0, mask.width, max(1, fits))
     # A plain background stays plain to its edges (it is removed later): the label is a tag
     # inside it instead of a strip across the top.
-    out = _tag(out, label, size) if plain else _banner(out, label, size)
-    return out.copy(interpretation="srgb").jpegsave_buffer(Q=90, keep="none")
+    return _tag(top, mask, size) if plain else _banner(top, mask, size)
 
 
-def _text(
-    img: pyvips.Image,
-    text: str,
-    size: int,
-    max_width: float,
-    colour: tuple[int, int, int],
-    *,
-    anchor: tuple[float, float],
-) -> pyvips.Image:
-    if not text:
-        return img
-    mask = pyvips.Image.text(
-        _escape(text), font=f"sans bold {size}px", width=int(max_width), align="centre"
-    )
-    left = int(min(max(anchor[0] - mask.width / 2, 0), img.width - mask.width))
-    top = int(min(max(anchor[1], 0), img.height - mask.height))
-    if left < 0 or top < 0:
-        return img
-    shadow = mask.embed(3, 3, mask.width + 8, mask.height + 8).gaussblur(2)
-    shadow = (
-        (255 - shadow * 0.6).cast("uchar").embed(left, top, img.width, img.height, extend="white")
-    )
-    img = img * shadow / 255
-    mask = mask.embed(left, top, img.width, img.height)
-    return mask.ifthenelse(list(colour), img, blend=True)
+def _caption(label: str, prompt: str, size: int, room: int) -> pyvips.Image:
+    """The label in bold over the prompt, cut short to one line that fits `room` pixels."""
+    caption = textwrap.shorten(" ".join(prompt.split()), max(8, room * 2 // size), placeholder=" …")
+    for _ in range(4):
+        markup = f"<b>{_escape(label)}</b>" + (f"\n{_escape(caption)}" if caption else "")
+        mask = pyvips.Image.text(markup, font=f"sans {size}px")
+        if mask.width <= room or not caption:
+            break
+        keep = max(0, len(caption) * room // mask.width - 2)
+        caption = caption[:keep].rstrip() + " …" if keep > 8 else ""
+    return mask.crop(0, 0, min(mask.width, room), mask.height) if mask.width > room else mask
 
 
-def _banner(img: pyvips.Image, text: str, size: int) -> pyvips.Image:
+def _banner(img: pyvips.Image, mask: pyvips.Image, size: int) -> pyvips.Image:
     """A darkened strip across the top that says what this image is."""
-    mask = pyvips.Image.text(_escape(text), font=f"sans bold {size}px")
     pad = size // 2
-    strip_h = min(img.height, mask.height + 2 * pad)
-    strip = img.crop(0, 0, img.width, strip_h) * 0.35
-    strip = mask.embed(pad, pad, img.width, strip_h).ifthenelse([255, 255, 255], strip, blend=True)
-    return img.insert(strip.cast("uchar"), 0, 0)
+    strip = img * 0.35
+    strip = mask.embed(pad, pad, img.width, img.height).ifthenelse(
+        [255, 255, 255], strip, blend=True
+    )
+    return strip.cast("uchar")
 
 
-def _tag(img: pyvips.Image, text: str, size: int) -> pyvips.Image:
+def _tag(img: pyvips.Image, mask: pyvips.Image, size: int) -> pyvips.Image:
     """The label on a dark tag centred near the top, clear of the image's edges."""
-    mask = pyvips.Image.text(_escape(text), font=f"sans bold {size}px")
     pad = size // 2
-    tag_w, tag_h = min(img.width - 4 * size, mask.width + 2 * pad), mask.height + 2 * pad
-    if tag_w <= 0 or tag_h + 2 * size > img.height:
-        return img
+    tag_w, tag_h = mask.width + 2 * pad, mask.height + 2 * pad
     left, top = (img.width - tag_w) // 2, 2 * size
+    if left < 0 or top + tag_h > img.height:
+        return img
     tag = img.crop(left, top, tag_w, tag_h) * 0.35
     tag = mask.embed(pad, pad, tag_w, tag_h).ifthenelse([255, 255, 255], tag, blend=True)
     return img.insert(tag.cast("uchar"), left, top)
+
+
+def _encode(img: pyvips.Image) -> bytes:
+    """Baseline JPEG, standard tables, a restart marker after every row of blocks."""
+    return img.copy(interpretation="srgb").jpegsave_buffer(
+        Q=QUALITY,
+        keep="none",
+        subsample_mode="on",
+        optimize_coding=False,
+        restart_interval=-(-img.width // BLOCK_ROWS),
+    )
+
+
+_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
+
+
+def _scan(jpeg: bytes) -> tuple[int, bytes]:
+    """Where the entropy-coded data starts, and the tables it is coded with."""
+    pos, tables = 2, []
+    while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF:
+        marker, length = jpeg[pos + 1], int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
+        if marker in (0xDB, 0xC4):  # quantisation and Huffman tables
+            tables.append(jpeg[pos : pos + 2 + length])
+        pos += 2 + length
+        if marker == 0xDA:  # start of scan: its header ends where the data begins
+            return pos, b"".join(tables)
+    raise ValueError("no scan in this JPEG")
+
+
+def splice(scene: bytes, strip: bytes, rows: int) -> bytes | None:
+    """`scene` with its first `rows` rows of blocks taken from `strip` (as wide, `rows` tall).
+
+    Both are encoded by `_encode`: the same tables, a restart marker after each block row.
+    Restart markers reset the coder, so rows are independent runs of bytes. None when the
+    two do not share tables (then the caller encodes the whole image instead).
+    """
+    scene_at, scene_tables = _scan(scene)
+    strip_at, strip_tables = _scan(strip)
+    if scene_tables != strip_tables or rows < 1:
+        return None
+    markers = _RESTART.finditer(scene, scene_at)
+    for _ in range(rows):  # the marker that ends the strip's last row in the scene
+        found = next(markers, None)
+        if found is None:
+            return None
+    end = strip.rfind(b"\xff\xd9")  # the strip's end of image
+    if end < strip_at:
+        return None
+    return scene[:scene_at] + strip[strip_at:end] + scene[found.start() :]
 
 
 def _escape(text: str) -> str:
