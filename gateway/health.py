@@ -59,7 +59,7 @@ async def metrics(request: Request) -> Response:
     gauges = {
         "promptpix_memory_tier_bytes": images.variants.bytes_used,
         "promptpix_memory_tier_entries": len(images.variants),
-        "promptpix_source_tier_bytes": images.sources.bytes_used,
+        "promptpix_source_tier_bytes": images.originals.bytes_used + images.pixels.bytes_used,
         "promptpix_transforms_pending": app.pool.pending,
         "promptpix_generations_in_flight": len(images.original_flight),
     }

@@ -27,10 +27,10 @@ from generators.styles import is_transparent
 from generators.vision import Analysis, GeminiVision
 from transforms.background import subject_centre
 from transforms.executor import TransformPool
-from transforms.focal import find_focal_point
+from transforms.focal import ANALYSIS_SIZE, find_focal_point
 from transforms.formats import FORMATS
-from transforms.pipeline import Rendered, render
-from transforms.source import Source, decode
+from transforms.pipeline import Rendered, render, shrink_factor
+from transforms.source import Header, Source, decode, header
 
 from .metrics import Metrics
 from .params import GenerationParams, TransformParams
@@ -45,8 +45,12 @@ MISS, TRANSFORM, HIT, SIMILAR = "MISS", "TRANSFORM", "HIT", "SIMILAR"
 
 @dataclass(frozen=True, slots=True)
 class Original:
+    """An original as stored (encoded) with what every transform of it needs to know."""
+
     key: str
-    source: Source
+    data: bytes
+    size: tuple[int, int]  # upright pixels
+    shrinkable: bool  # decodes smaller on load: small variants start from fewer pixels
     focal: tuple[float, float]
     native: tuple[int, int]
     generator: str
@@ -105,10 +109,17 @@ class ImageService:
         self.variants: MemoryTier[Variant] = MemoryTier(
             settings.memory_cache_bytes, lambda v: len(v.data) + 512
         )
-        self.sources: MemoryTier[Original] = MemoryTier(
-            settings.source_cache_bytes, lambda o: o.source.nbytes + 1024
+        # Originals hot in memory: their encoded bytes, and their pixels decoded at each
+        # scale asked for (full size, or 1/2, 1/4, 1/8 for smaller variants).
+        encoded_budget = settings.source_cache_bytes // 8
+        self.originals: MemoryTier[Original] = MemoryTier(
+            encoded_budget, lambda o: len(o.data) + 1024
+        )
+        self.pixels: MemoryTier[Source] = MemoryTier(
+            settings.source_cache_bytes - encoded_budget, lambda s: s.nbytes + 256
         )
         self.original_flight: SingleFlight[tuple[Original, str]] = SingleFlight()
+        self.pixel_flight: SingleFlight[Source] = SingleFlight()
         self.variant_flight: SingleFlight[Variant] = SingleFlight()
 
     def cached(self, variant_key: str) -> Variant | None:
@@ -152,7 +163,7 @@ class ImageService:
 
     async def _reuse(self, gen: GenerationParams, transform: TransformParams) -> Variant | None:
         """A project that opts in gets a near-identical stored image instead of a generation."""
-        if self.sources.get(gen.key) is not None:
+        if self.originals.get(gen.key) is not None:
             return None
         try:
             if await self.store.head(gen.key):
@@ -172,7 +183,7 @@ class ImageService:
         timings = {"semantic": (time.perf_counter() - started) * 1000}
         if match is None or match.key == gen.key:
             return None
-        original = self.sources.get(match.key)
+        original = self.originals.get(match.key)
         if original is None:
             stored = await self._read(match.key)
             if stored is None:
@@ -202,14 +213,20 @@ class ImageService:
         timings: dict[str, float],
     ) -> Variant:
         started = time.perf_counter()
+        params = self._effective(transform, style)
+        limit = self.settings.max_dimension
+        unbounded = status == MISS  # a generation already paid for is never turned away
+        scale = shrink_factor(original.size, original.native, params, limit)
+        source = await self._pixels(original, scale if original.shrinkable else 1, unbounded)
         out: Rendered = await self.pool.run(
             render,
-            original.source,
+            source,
+            original.size,
             original.focal,
             original.native,
-            self._effective(transform, style),
-            self.settings.max_dimension,
-            unbounded=status == MISS,  # a generation already paid for is never turned away
+            params,
+            limit,
+            unbounded=unbounded,
         )
         self._stage(timings, "transform", started)
         return Variant(
@@ -223,6 +240,23 @@ class ImageService:
             status=status,
             timings=timings,
         )
+
+    async def _pixels(self, original: Original, scale: int, unbounded: bool) -> Source:
+        """The original's pixels decoded at 1/`scale`, from memory or decoded once."""
+        name = f"{original.key}/{scale}"
+        found = self.pixels.get(name)
+        if found is not None:
+            return found
+
+        async def decoded() -> Source:
+            source = await self.pool.run(
+                decode, original.data, self.settings.max_source_pixels, scale, unbounded=unbounded
+            )
+            self.pixels.put(name, source)
+            return source
+
+        source, _ = await self.pixel_flight.do(name, decoded)
+        return source
 
     async def _make_variant(
         self, gen: GenerationParams, transform: TransformParams, variant_key: str
@@ -252,7 +286,7 @@ class ImageService:
         self, gen: GenerationParams, timings: dict[str, float]
     ) -> tuple[Original, str]:
         key = gen.key
-        hot = self.sources.get(key)
+        hot = self.originals.get(key)
         if hot is not None:
             return hot, TRANSFORM
         (original, status), _ = await self.original_flight.do(
@@ -294,7 +328,7 @@ class ImageService:
             original = await self._generate(gen, key, timings)
         finally:
             await lease.release()
-        self.sources.put(key, original)
+        self.originals.put(key, original)
         return original, MISS
 
     async def _read(self, key: str) -> StoredOriginal | None:
@@ -308,21 +342,21 @@ class ImageService:
     async def _from_store(
         self, stored: StoredOriginal, gen: GenerationParams, timings: dict[str, float]
     ) -> Original:
-        started = time.perf_counter()
-        source = await self.pool.run(decode, stored.data, self.settings.max_source_pixels)
-        self._stage(timings, "decode", started)
+        head = header(stored.data, self.settings.max_source_pixels)  # pixels wait for a variant
         meta = stored.meta
         focal = meta.get("focal_point") or {"x": 0.5, "y": 0.5}
         native = meta.get("native_ratio") or gen.ratio
         original = Original(
             stored.key,
-            source,
+            stored.data,
+            (head.width, head.height),
+            head.shrinkable,
             (float(focal["x"]), float(focal["y"])),
             (int(native[0]), int(native[1])),
             str(meta.get("generator", "unknown")),
             meta,
         )
-        self.sources.put(stored.key, original)
+        self.originals.put(stored.key, original)
         return original
 
     async def _generate(
@@ -347,7 +381,7 @@ class ImageService:
             seed=gen.seed,
             style=gen.style,
         )
-        analysed: dict[str, tuple[Source, tuple[float, float]]] = {}
+        analysed: dict[str, Analysed] = {}
 
         async def validate(image: GeneratedImage) -> None:
             # Decoding proves the bytes are an image; the focal point is found on the way.
@@ -375,7 +409,8 @@ class ImageService:
         generated_ms = self._stage(timings, "generate", started)
         image = result.image
         self.metrics.generations.inc(image.generator, "success")
-        source, focal = analysed["it"]
+        head, scale, source, focal = analysed["it"]
+        self.pixels.put(f"{key}/{scale}", source)  # the variant asked for may start from it
         analysis = await self._vision(image, timings)
         if analysis is not None and analysis.focal is not None:
             focal = analysis.focal
@@ -406,11 +441,11 @@ class ImageService:
             "generators_attempted": list(result.attempted),
             "fallback_used": result.fallback_used,
             "content_type": image.content_type,
-            "width": source.width,
-            "height": source.height,
+            "width": head.width,
+            "height": head.height,
             "bytes": len(image.data),
             "focal_point": {"x": focal[0], "y": focal[1]},
-            "focal_source": analysis.source if analysis and analysis.focal else "libvips",
+            "focal_source": analysis.source if analysis and analysis.focal else "saliency",
             "alt_text": analysis.alt_text if analysis else "",
             "tags": list(analysis.tags) if analysis else [],
             "timings_ms": {"generate": round(generated_ms, 1)},
@@ -439,7 +474,16 @@ class ImageService:
                 None,
             )
         )
-        return Original(key, source, focal, gen.ratio, image.generator, meta)
+        return Original(
+            key,
+            image.data,
+            (head.width, head.height),
+            head.shrinkable,
+            focal,
+            gen.ratio,
+            image.generator,
+            meta,
+        )
 
     def _takes_negative(self, only: str) -> bool:
         """Whether every generator that may answer takes a negative prompt of its own."""
@@ -462,15 +506,23 @@ class ImageService:
         return ms
 
 
-def _analyse(
-    data: bytes, max_pixels: int, plain: bool = False
-) -> tuple[Source, tuple[float, float]]:
-    source = decode(data, max_pixels)
+Analysed = tuple[Header, int, Source, tuple[float, float]]
+
+
+def _analyse(data: bytes, max_pixels: int, plain: bool = False) -> Analysed:
+    """Header, scale, pixels and focal point of a generated image: decoded as small as the
+    analysis allows (a JPEG shrinks on load), which also proves the bytes are an image."""
+    head = header(data, max_pixels)
+    scale = 1
+    if head.shrinkable:
+        while scale < 8 and max(head.width, head.height) // (scale * 2) >= ANALYSIS_SIZE:
+            scale *= 2
+    source = decode(data, max_pixels, scale)
     if plain:  # on a plain background the subject is what is left once it is removed
         centre = subject_centre(source.image())
         if centre is not None:
-            return source, centre
-    return source, find_focal_point(source)
+            return head, scale, source, centre
+    return head, scale, source, find_focal_point(source)
 
 
 def generation_row(

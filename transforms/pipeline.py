@@ -2,6 +2,10 @@
 
 Each step reads and updates the context; none sees the request. Adding a step is one
 function and one line in STEPS.
+
+The pixels may be a reduced decode of the original (JPEG shrink-on-load): every size is
+planned in the original's pixels and mapped onto the decoded ones, so the output's size
+does not depend on how the original was decoded.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from .source import Source
 @dataclass(slots=True)
 class Context:
     image: pyvips.Image
+    full: tuple[int, int]  # the current image's size in the original's pixels
     focal: tuple[float, float]  # fractions of the current image
     params: TransformParams
     native: tuple[int, int]  # the ratio the original was generated at
@@ -33,6 +38,17 @@ class Context:
     def has_alpha(self) -> bool:
         return bool(self.image.bands == 4)
 
+    def crop(self, left: int, top: int, width: int, height: int) -> None:
+        """Crop to a box given in the original's pixels."""
+        img, (full_w, full_h) = self.image, self.full
+        sx, sy = img.width / full_w, img.height / full_h
+        x, y = min(round(left * sx), img.width - 1), min(round(top * sy), img.height - 1)
+        w = max(1, min(img.width - x, round(width * sx)))
+        h = max(1, min(img.height - y, round(height * sy)))
+        if (x, y, w, h) != (0, 0, img.width, img.height):
+            self.image = img.crop(x, y, w, h)
+        self.full = (width, height)
+
 
 Step = Callable[[Context], None]
 
@@ -42,27 +58,28 @@ def crop_to_view(ctx: Context) -> None:
     view, native = ctx.params.view, ctx.native
     if view[0] * native[1] == view[1] * native[0]:  # 21:9 arrives reduced, as 7:3
         return
-    img = ctx.image
-    left, top, w, h = crop_box(img.width, img.height, view[0], view[1], ctx.focal)
-    if (w, h) == (img.width, img.height):
+    full_w, full_h = ctx.full
+    left, top, w, h = crop_box(full_w, full_h, view[0], view[1], ctx.focal)
+    if (w, h) == (full_w, full_h):
         return
-    fx = (ctx.focal[0] * img.width - left) / w
-    fy = (ctx.focal[1] * img.height - top) / h
-    ctx.image = img.crop(left, top, w, h)
+    fx = (ctx.focal[0] * full_w - left) / w
+    fy = (ctx.focal[1] * full_h - top) / h
+    ctx.crop(left, top, w, h)
     ctx.focal = (min(max(fx, 0.0), 1.0), min(max(fy, 0.0), 1.0))
 
 
 def plan(ctx: Context) -> None:
     p = ctx.params
-    ctx.box = box_size(ctx.image.width, ctx.image.height, p.width, p.height, p.fit, ctx.limit)
+    ctx.box = box_size(*ctx.full, p.width, p.height, p.fit, ctx.limit)
 
 
 def resize(ctx: Context) -> None:
-    p, img = ctx.params, ctx.image
+    p = ctx.params
     box_w, box_h = ctx.box
-    if p.fit == "cover" and (box_w, box_h) != (img.width, img.height):
-        img = _crop_for_cover(img, ctx, box_w, box_h)
-    out_w, out_h = fit_size(img.width, img.height, box_w, box_h, p.fit)
+    if p.fit == "cover" and (box_w, box_h) != ctx.full:
+        _crop_for_cover(ctx, box_w, box_h)
+    img = ctx.image
+    out_w, out_h = fit_size(*ctx.full, box_w, box_h, p.fit)
     if (out_w, out_h) != (img.width, img.height):
         alpha = img.bands == 4
         if alpha:
@@ -73,23 +90,23 @@ def resize(ctx: Context) -> None:
     ctx.image = img
 
 
-def _crop_for_cover(img: pyvips.Image, ctx: Context, box_w: int, box_h: int) -> pyvips.Image:
+def _crop_for_cover(ctx: Context, box_w: int, box_h: int) -> None:
     anchor = ctx.params.anchor
     if anchor in ("attention", "entropy"):
+        img = ctx.image
         _, _, crop_w, crop_h = crop_box(img.width, img.height, box_w, box_h, (0.5, 0.5))
-        if (crop_w, crop_h) == (img.width, img.height):
-            return img
-        return img.smartcrop(crop_w, crop_h, interesting=anchor)
+        _, _, full_w, full_h = crop_box(*ctx.full, box_w, box_h, (0.5, 0.5))
+        if (crop_w, crop_h) != (img.width, img.height):
+            ctx.image = img.smartcrop(crop_w, crop_h, interesting=anchor)
+        ctx.full = (full_w, full_h)
+        return
     if anchor == "focal":
         point = ctx.focal
     elif isinstance(anchor, str):
         point = ANCHOR_POINTS[anchor]
     else:
         point = anchor
-    left, top, crop_w, crop_h = crop_box(img.width, img.height, box_w, box_h, point)
-    if (crop_w, crop_h) == (img.width, img.height):
-        return img
-    return img.crop(left, top, crop_w, crop_h)
+    ctx.crop(*crop_box(*ctx.full, box_w, box_h, point))
 
 
 def strip_background(ctx: Context) -> None:
@@ -149,15 +166,38 @@ class Rendered:
 
 def render(
     source: Source,
+    size: tuple[int, int],
     focal: tuple[float, float],
     native: tuple[int, int],
     params: TransformParams,
     limit: int,
 ) -> Rendered:
-    """Run every step, then encode in the (already negotiated) output format."""
+    """Run every step, then encode in the (already negotiated) output format. `size` is the
+    original's size; `source` may be decoded smaller."""
     fmt = FORMATS[params.fmt]
-    ctx = Context(source.image(), focal, params, native, fmt, limit)
+    ctx = Context(source.image(), size, focal, params, native, fmt, limit)
     for step in STEPS:
         step(ctx)
     img = ctx.image.copy(interpretation="srgb")
     return Rendered(fmt.encode(img, params.quality), fmt.content_type, img.width, img.height)
+
+
+def shrink_factor(
+    size: tuple[int, int], native: tuple[int, int], params: TransformParams, limit: int
+) -> int:
+    """How much smaller (1, 2, 4 or 8) the original can be decoded for this output and still
+    give each output pixel at least one decoded pixel. The sizes are those the steps above
+    plan (crop sizes do not depend on where the crop is)."""
+    w, h = size
+    view = params.view
+    if view[0] * native[1] != view[1] * native[0]:
+        w, h = crop_box(w, h, view[0], view[1], (0.5, 0.5))[2:]
+    box_w, box_h = box_size(w, h, params.width, params.height, params.fit, limit)
+    if params.fit == "cover" and (box_w, box_h) != (w, h):
+        w, h = crop_box(w, h, box_w, box_h, (0.5, 0.5))[2:]
+    out_w, out_h = fit_size(w, h, box_w, box_h, params.fit)
+    room = min(w / out_w, h / out_h)
+    factor = 1
+    while factor < 8 and factor * 2 <= room:
+        factor *= 2
+    return factor

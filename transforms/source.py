@@ -1,4 +1,8 @@
-"""Decoded originals: pixels in memory, upright, 8-bit sRGB, checked against a pixel budget."""
+"""Decoded originals: pixels in memory, upright, 8-bit sRGB, checked against a pixel budget.
+
+A JPEG can be decoded at 1/2, 1/4 or 1/8 of its size for little more than the cost of
+reading its bytes (shrink-on-load): small outputs and the focal-point analysis use that.
+"""
 
 from __future__ import annotations
 
@@ -45,9 +49,32 @@ def probe(data: bytes, max_pixels: int) -> pyvips.Image:
     return img
 
 
-def decode(data: bytes, max_pixels: int) -> Source:
+@dataclass(frozen=True, slots=True)
+class Header:
+    width: int  # upright, as decoded
+    height: int
+    shrinkable: bool  # decodes smaller on load (JPEG)
+
+
+def header(data: bytes, max_pixels: int) -> Header:
+    """The upright size and whether it shrinks on load, from the header alone."""
+    img = probe(data, max_pixels)
+    width, height = img.width, img.height
+    if img.get_typeof("orientation") != 0 and img.get("orientation") in (5, 6, 7, 8):
+        width, height = height, width
+    return Header(width, height, _shrinkable(img))
+
+
+def _shrinkable(img: pyvips.Image) -> bool:
+    return img.get_typeof("vips-loader") != 0 and str(img.get("vips-loader")).startswith("jpegload")
+
+
+def decode(data: bytes, max_pixels: int, shrink: int = 1) -> Source:
+    """Decode to pixels; `shrink` (2, 4 or 8) decodes a JPEG that much smaller."""
     img = probe(data, max_pixels)
     try:
+        if shrink > 1 and _shrinkable(img):
+            img = pyvips.Image.new_from_buffer(data, "", access="random", shrink=shrink)
         img = to_srgb(img.autorot())
         pixels = img.write_to_memory()
     except pyvips.Error as exc:

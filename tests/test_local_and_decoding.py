@@ -1,0 +1,159 @@
+"""The local generator's spliced JPEGs, shrink-on-load planning and the saliency focal point,
+on real libvips images (no server)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import pyvips
+
+from gateway.params import TransformParams
+from generators import local
+from generators.base import GenerationRequest
+from generators.ratios import NATIVE_SIZES
+from transforms.focal import find_focal_point
+from transforms.pipeline import render, shrink_factor
+from transforms.source import Source, decode, header
+
+
+def request(prompt: str, ratio: tuple[int, int] = (1, 1), style: str = "") -> GenerationRequest:
+    key = hashlib.sha256(f"{prompt}|{ratio}|{style}".encode()).hexdigest()
+    return GenerationRequest(
+        key=key,
+        prompt=prompt,
+        ratio=ratio,
+        size=NATIVE_SIZES[ratio],
+        negative="",
+        seed=7,
+        style=style,
+    )
+
+
+def pixels(data: bytes) -> np.ndarray:
+    img = pyvips.Image.new_from_buffer(data, "", fail_on="warning")
+    return np.ndarray(
+        buffer=img.write_to_memory(), dtype=np.uint8, shape=(img.height, img.width, img.bands)
+    )
+
+
+@pytest.mark.parametrize("ratio", list(NATIVE_SIZES))
+@pytest.mark.parametrize("style", ["", "icon"])
+def test_a_spliced_placeholder_is_a_clean_jpeg_of_its_size(
+    ratio: tuple[int, int], style: str
+) -> None:
+    data = local.render(request("a red fox in the snow", ratio, style))
+    assert pixels(data).shape == (*reversed(NATIVE_SIZES[ratio]), 3)  # no decoder warning
+
+
+def test_two_prompts_differ_in_the_strip_only_and_each_is_deterministic() -> None:
+    # Two prompts whose keys pick the same scene: the rows below the strip are the same bytes.
+    prompts = [p for p in (f"a lighthouse at dusk {i}" for i in range(200))]
+    by_layout: dict[int, list[str]] = {}
+    for p in prompts:
+        by_layout.setdefault(int(request(p).key[:16], 16) % local.LAYOUTS, []).append(p)
+    first, second = next(v for v in by_layout.values() if len(v) >= 2)[:2]
+    a, b = local.render(request(first)), local.render(request(second))
+    assert a == local.render(request(first)) and a != b
+    scene = local._scene(1024, 1024, False, (), int(request(first).key[:16], 16) % local.LAYOUTS)
+    cut = scene.rows * local.BLOCK_ROWS
+    pa, pb = pixels(a), pixels(b)
+    assert np.array_equal(pa[cut:], pb[cut:])
+    assert not np.array_equal(pa[:cut], pb[:cut])
+
+
+def test_the_splice_matches_encoding_the_whole_picture() -> None:
+    req = request("a blue whale under a grey sky")
+    scene = local._scene(1024, 1024, False, local.colour_words(req.prompt), 3)
+    strip = local._strip(scene, "label", req.prompt, False)
+    spliced = local.splice(scene.jpeg, local._encode(strip), scene.rows)
+    assert spliced is not None
+    whole = pyvips.Image.new_from_buffer(scene.jpeg, "").insert(strip, 0, 0)
+    diff = np.abs(pixels(spliced).astype(int) - pixels(local._encode(whole)).astype(int))
+    assert diff.mean() < 1.0  # the same picture, each encoded once with the same tables
+
+
+def test_tables_that_differ_refuse_to_splice() -> None:
+    scene = local._scene(1024, 1024, False, (), 0)
+    other = scene.top.jpegsave_buffer(Q=50, restart_interval=64, subsample_mode="on")
+    assert local.splice(scene.jpeg, other, scene.rows) is None
+
+
+def params(**kw: object) -> TransformParams:
+    base = dict(
+        view=(1, 1),
+        width=None,
+        height=None,
+        fit="cover",
+        anchor="focal",
+        fmt="jpeg",
+        quality=80,
+        rmbg=False,
+        blur=0.0,
+        bg=None,
+        bg_given=False,
+    )
+    base.update(kw)
+    return TransformParams(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        ({"width": 256}, 4),
+        ({"width": 100}, 8),
+        ({"width": 500}, 2),
+        ({"width": 800}, 1),
+        ({}, 1),
+        ({"width": 256, "height": 64, "view": (4, 1)}, 4),  # crop to 4:1, then a quarter
+        ({"width": 2000, "fit": "inside"}, 1),
+        ({"width": 300, "height": 300, "fit": "contain", "view": (16, 9)}, 2),
+    ],
+)
+def test_shrink_factor_keeps_a_decoded_pixel_per_output_pixel(
+    kw: dict[str, object], expected: int
+) -> None:
+    assert shrink_factor((1024, 1024), (1, 1), params(**kw), 4096) == expected
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"width": 256},
+        {"width": 300, "height": 100},
+        {"width": 120, "view": (16, 9), "anchor": "top"},
+        {"width": 200, "height": 200, "fit": "contain"},
+        {"width": 130, "fit": "inside"},
+        {"width": 150, "height": 90, "anchor": "attention"},
+    ],
+)
+def test_a_reduced_decode_gives_the_same_size_and_picture(kw: dict[str, object]) -> None:
+    data = local.render(request("a green field with a red barn"))
+    head = header(data, 10**8)
+    p = params(**kw)
+    factor = shrink_factor((head.width, head.height), (1, 1), p, 4096)
+    assert factor > 1
+    full = render(decode(data, 10**8), (head.width, head.height), (0.5, 0.5), (1, 1), p, 4096)
+    small = render(
+        decode(data, 10**8, factor), (head.width, head.height), (0.5, 0.5), (1, 1), p, 4096
+    )
+    assert (small.width, small.height) == (full.width, full.height)
+    diff = np.abs(pixels(small.data).astype(int) - pixels(full.data).astype(int))
+    assert diff.mean() < 4.0
+
+
+def test_saliency_finds_a_bright_subject_on_a_dull_ground() -> None:
+    for fx, fy in ((0.75, 0.25), (0.2, 0.8), (0.5, 0.5)):
+        img = np.full((300, 400, 3), 120, dtype=np.uint8)
+        yy, xx = np.mgrid[:300, :400]
+        img[(xx - fx * 400) ** 2 + (yy - fy * 300) ** 2 < 30**2] = (230, 30, 40)
+        x, y = find_focal_point(Source(img.tobytes(), 400, 300, 3))
+        assert abs(x - fx) < 0.06 and abs(y - fy) < 0.06, (fx, fy, x, y)
+
+
+def test_saliency_flattens_alpha_on_white() -> None:
+    img = np.zeros((128, 128, 4), dtype=np.uint8)  # transparent everywhere...
+    img[80:110, 10:40] = (20, 60, 220, 255)  # ...but a blue square, bottom left
+    x, y = find_focal_point(Source(img.tobytes(), 128, 128, 4))
+    assert x < 0.4 and y > 0.55
