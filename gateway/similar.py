@@ -44,7 +44,7 @@ log = logging.getLogger("promptpix.similar")
 
 SIDECAR = "prompts.jsonl"
 QUERY_CACHE = 512  # recent lookups' embeddings kept, so a repeated miss is not embedded again
-REMEMBER_AT_ONCE = 8  # stored prompts queued for embedding at once: lookups keep room
+REMEMBER_AT_ONCE = 32  # stored prompts queued for embedding at once: lookups keep room
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +104,15 @@ class SemanticCache:
 
     async def start(self) -> None:
         self._reading = asyncio.Lock()
-        self._remembering = asyncio.Semaphore(REMEMBER_AT_ONCE)
+        self._remembering = self._remember_slots()
         await self.catch_up()
         # The model loads on the first embedding, not here: a worker that only serves
         # stored images never pays its memory.
         log.info("semantic index: %d prompts from %s", len(self.index), self.path)
+
+    def _remember_slots(self) -> asyncio.Semaphore:
+        """Half the embedding queue at most: lookups always find room."""
+        return asyncio.Semaphore(max(1, min(REMEMBER_AT_ONCE, self.service.max_pending // 2)))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -146,7 +150,7 @@ class SemanticCache:
 
     async def _remember(self, key: str, prompt: str, project: str, ratio: tuple[int, int]) -> None:
         if self._remembering is None:
-            self._remembering = asyncio.Semaphore(REMEMBER_AT_ONCE)
+            self._remembering = self._remember_slots()
         # A burst of new originals waits its turn here instead of filling the embedding queue.
         async with self._remembering:
             try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -169,6 +170,10 @@ def _settle(
         future.set_result(result)  # type: ignore[arg-type]
 
 
+BATCH = 32  # jobs embedded in one forward pass at most
+BACKGROUND_NICE = 10  # the embedding thread's scheduling priority (Linux: per thread)
+
+
 class EmbeddingService:
     """Embeds prompts on one dedicated thread behind a bounded queue.
 
@@ -179,6 +184,7 @@ class EmbeddingService:
 
     def __init__(self, loader: Callable[[], Encoder] = MiniLM, max_pending: int = 64) -> None:
         self._loader = loader
+        self.max_pending = max_pending
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=max_pending)
         self._model: Encoder | None = None
         self._load_error: BaseException | None = None
@@ -209,22 +215,43 @@ class EmbeddingService:
         return self._model
 
     def _run(self) -> None:
+        # Embedding is background work: answers come first when the cores are busy.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
         while True:
             job = self._jobs.get()
             if job is None:
                 return
-            if job.future.done():
-                continue
-            result: Matrix | None = None
-            error: BaseException | None = None
-            try:
-                result = self._ensure_model().encode([job.text])[0] if job.text else None
-                if result is None:
-                    raise ValueError("nothing to embed")
-            except Exception as exc:
-                error = exc
+            # Whatever else waits goes in the same forward pass: a burst costs one batch.
+            jobs, stop = [job], False
+            while len(jobs) < BATCH:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+            self._encode([j for j in jobs if not j.future.done()])
+            if stop:
+                return
+
+    def _encode(self, jobs: list[_Job]) -> None:
+        texts = [j.text for j in jobs if j.text]
+        results: dict[int, Matrix] = {}
+        error: BaseException | None = None
+        try:
+            if texts:
+                rows = iter(self._ensure_model().encode(texts))
+                results = {i: next(rows) for i, j in enumerate(jobs) if j.text}
+        except Exception as exc:
+            error = exc
+        for i, job in enumerate(jobs):
+            found = results.get(i)
+            failure = error or (None if found is not None else ValueError("nothing to embed"))
             with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
-                job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+                job.loop.call_soon_threadsafe(_settle, job.future, found, failure)
 
     async def embed(self, text: str) -> Matrix:
         """The unit-length embedding of `text` (384 float32)."""

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -324,3 +325,33 @@ def test_close_stops_the_thread(service_factory: list[EmbeddingService]) -> None
     assert any(t.name == "promptpix-embed" for t in threading.enumerate())
     service.close()
     assert not any(t.name == "promptpix-embed" for t in threading.enumerate())
+
+
+def test_waiting_jobs_share_one_forward_pass(
+    model: MiniLM, service_factory: list[EmbeddingService]
+) -> None:
+    texts = [FOX, "a bar chart", "", "a lighthouse at dusk"]
+    batches: list[int] = []
+
+    class Recording:
+        def encode(self, batch: list[str]) -> np.ndarray:
+            batches.append(len(batch))
+            if len(batches) == 1:
+                time.sleep(0.2)  # the first pass is slow: the others queue up behind it
+            return model.encode(batch)
+
+    service = EmbeddingService(Recording)
+    service_factory.append(service)
+
+    async def main() -> list[Any]:
+        first = asyncio.create_task(service.embed("warm"))
+        await asyncio.sleep(0.05)
+        rest = [service.embed(t) for t in texts]
+        return [await first, *await asyncio.gather(*rest, return_exceptions=True)]
+
+    results = asyncio.run(main())
+    assert batches == [1, 3]  # the empty text is refused without being sent
+    assert isinstance(results[3], ValueError)
+    for text, got in zip(texts, results[1:], strict=True):
+        if text:  # padded in a batch, the same vector as alone
+            np.testing.assert_allclose(got, vec(model, text), atol=1e-5)
