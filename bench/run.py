@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import orjson
@@ -161,25 +162,44 @@ def parse_timing(header: str) -> dict[str, float]:
     return out
 
 
+async def _get(host: str, port: int, target: str) -> tuple[int, dict[str, str]]:
+    """One GET on its own connection, read to the end: a load generator that costs the
+    machine little (an HTTP client library costs several milliseconds of CPU a request,
+    taken from the server it measures on the same cores)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
+        await reader.readexactly(int(headers.get("content-length", "0")))
+        return int(lines[0].split()[1]), headers
+    finally:
+        writer.close()
+
+
 async def _misses(base: str, count: int, tag: str) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=count + 10)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    url = urlsplit(base)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
 
-        async def one(i: int) -> tuple[int, float, dict[str, float], str]:
-            t0 = time.perf_counter()
-            try:
-                r = await client.get(
-                    f"{base}/i/demo", params={"prompt": f"{tag} {i}", "w": "256", "fmt": "jpeg"}
-                )
-            except httpx.HTTPError:
-                return 0, (time.perf_counter() - t0) * 1000, {}, ""
-            elapsed = (time.perf_counter() - t0) * 1000
-            timing = parse_timing(r.headers.get("server-timing", ""))
-            return r.status_code, elapsed, timing, r.headers.get("x-cache-status", "")
+    async def one(i: int) -> tuple[int, float, dict[str, float], str]:
+        t0 = time.perf_counter()
+        query = urlencode({"prompt": f"{tag} {i}", "w": "256", "fmt": "jpeg"})
+        try:
+            status, headers = await _get(host, port, f"/i/demo?{query}")
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            return 0, (time.perf_counter() - t0) * 1000, {}, ""
+        elapsed = (time.perf_counter() - t0) * 1000
+        timing = parse_timing(headers.get("server-timing", ""))
+        return status, elapsed, timing, headers.get("x-cache-status", "")
 
-        started = time.perf_counter()
-        results = await asyncio.gather(*(one(i) for i in range(count)))
-        wall = time.perf_counter() - started
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(i) for i in range(count)))
+    wall = time.perf_counter() - started
     ok = [r for r in results if r[0] == 200 and r[3] == "MISS"]
     totals = [r[2].get("total", 0.0) for r in ok]
     gen = [r[2].get("generate", 0.0) for r in ok]
@@ -221,8 +241,17 @@ def generation_benchmark(
     with servers.running(servers.promptpix(WORK, store, workers, env)) as pp:
         # one miss first, so imports and pools are warm, as on a server that has been up
         asyncio.run(_misses(pp.url, 2, f"warm-up {time.time_ns()}"))
+        time.sleep(1)
+        assert pp.proc is not None
+        cpu = servers.cpu_seconds(pp.proc.pid)
         out = asyncio.run(_misses(pp.url, count, f"bench distinct {time.time_ns()}"))
+        out["server_cpu_ms_per_miss"] = (servers.cpu_seconds(pp.proc.pid) - cpu) * 1000 / count
+        time.sleep(3)  # background work the misses left (embedding their prompts)
+        out["server_cpu_ms_per_miss_with_background"] = (
+            (servers.cpu_seconds(pp.proc.pid) - cpu) * 1000 / count
+        )
     out["label"] = label
+    out["workers"] = workers
     return out
 
 
@@ -390,13 +419,13 @@ def run(args: argparse.Namespace) -> Results:
             ("file store, 50 misses", 50),
         ]
         for label, count in runs:
-            res.generation.append(generation_benchmark(args.workers, count, 2000, label))
+            res.generation.append(generation_benchmark(args.miss_workers, count, 2000, label))
             print(f"  {res.generation[-1]}", flush=True)
-        res.miss_cost = miss_cost(args.workers)
+        res.miss_cost = miss_cost(args.miss_workers)
         print(f"  one miss alone: {res.miss_cost}", flush=True)
         if not args.skip_s3:
             try:
-                res.generation.append(s3_postgres_generation(args.workers, args.misses))
+                res.generation.append(s3_postgres_generation(args.miss_workers, args.misses))
                 print(f"  {res.generation[-1]}", flush=True)
             except Exception as exc:  # report it, do not lose the rest of the run
                 res.notes.append(f"S3 + PostgreSQL generation run failed: {exc!r}"[:400])
@@ -414,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8, help="wrk connections, transforms")
     parser.add_argument("--hit-connections", type=int, default=50)
     parser.add_argument("--misses", type=int, default=500)
+    parser.add_argument(
+        "--miss-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="promptpix worker processes for the generation runs (default: one per core)",
+    )
     parser.add_argument("--skip-generation", action="store_true")
     parser.add_argument("--skip-s3", action="store_true", help="no S3 + PostgreSQL run")
     args = parser.parse_args(argv)
