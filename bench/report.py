@@ -79,20 +79,15 @@ def write_report(res: Results, machine: str) -> None:
     for gen in res.generation:
         lines += _generation_lines(gen)
     if res.miss_cost:
-        cost = res.miss_cost
-        total = cost.get("total", 0.0)
-        floor = 500 * total / 1000 / 2
         lines += [
             "### What one miss costs",
             "",
-            "One miss at a time with no generator wait (`PROMPTPIX_LOCAL_LATENCY_MS=0`), "
-            "stage medians over 10 misses: "
-            + ", ".join(f"{k} {_ms(v)}" for k, v in cost.items())
-            + f". 500 such misses need about 500 x {total:.0f} ms = {500 * total / 1000:.1f} s "
-            f"of work, at best {floor:.1f} s on 2 cores even if all of it ran in parallel: "
-            "`generate` here is the local generator drawing its picture (the strip with the "
-            "prompt, encoded and spliced into a cached scene) plus `analyse` (decoding it at "
-            "1/4 size and finding the focal point).",
+            "One miss at a time with no generator wait (`PROMPTPIX_LOCAL_LATENCY_MS=0`), after "
+            "100 warm-up misses, stage medians over 10 misses: "
+            + ", ".join(f"{k} {_ms(v)}" for k, v in res.miss_cost.items())
+            + ". `generate` is the local generator drawing its picture (the strip with the "
+            "prompt, encoded and spliced into a cached scene); `analyse` decodes it at 1/4 size "
+            "and finds the focal point; `transform` makes the 256 px variant from those pixels.",
             "",
         ]
     if res.generation and not any("PostgreSQL" in g["label"] for g in res.generation):

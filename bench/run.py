@@ -226,6 +226,9 @@ async def _misses(base: str, count: int, tag: str) -> dict[str, Any]:
     }
 
 
+WARM_UP = 100  # misses before measuring: the local generator has drawn its 16 square scenes
+
+
 def generation_benchmark(
     workers: int, count: int, latency_ms: int, label: str, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -239,8 +242,8 @@ def generation_benchmark(
         **(env or {}),
     }
     with servers.running(servers.promptpix(WORK, store, workers, env)) as pp:
-        # one miss first, so imports and pools are warm, as on a server that has been up
-        asyncio.run(_misses(pp.url, 2, f"warm-up {time.time_ns()}"))
+        # warm, as a server that has been up is: imports, pools, the local generator's scenes
+        asyncio.run(_misses(pp.url, WARM_UP, f"warm-up {time.time_ns()}"))
         time.sleep(1)
         assert pp.proc is not None
         cpu = servers.cpu_seconds(pp.proc.pid)
@@ -263,13 +266,14 @@ def miss_cost(workers: int, count: int = 10) -> dict[str, Any]:
     rows: list[dict[str, float]] = []
     with servers.running(servers.promptpix(WORK, store, workers, env)) as pp:
         tag = f"cost {time.time_ns()}"
-        for i in range(count + 2):
+        asyncio.run(_misses(pp.url, WARM_UP, f"warm-up {time.time_ns()}"))
+        for i in range(count):
             r = httpx.get(
                 f"{pp.url}/i/demo",
                 params={"prompt": f"{tag} {i}", "w": "256", "fmt": "jpeg"},
                 timeout=60,
             )
-            if i >= 2 and r.status_code == 200:  # the first two warm the process up
+            if r.status_code == 200:
                 rows.append(parse_timing(r.headers.get("server-timing", "")))
     stages = ("generate", "analyse", "store", "transform", "total")
     return {

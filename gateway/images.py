@@ -188,7 +188,7 @@ class ImageService:
             stored = await self._read(match.key)
             if stored is None:
                 return None
-            original = await self._from_store(stored, gen, timings)
+            original = await self._from_store(stored, gen)
         style = str(original.meta.get("params", {}).get("style", ""))
         variant = await self._render(
             original, transform, style, transform.key(match.key), SIMILAR, timings
@@ -301,7 +301,7 @@ class ImageService:
         stored = await self._read(key)
         self._stage(timings, "store_read", started)
         if stored is not None:
-            return await self._from_store(stored, gen, timings), TRANSFORM
+            return await self._from_store(stored, gen), TRANSFORM
         # Other processes and replicas: one lease per key; a waiter that sees the original
         # appear in the store takes it instead of generating again.
         started = time.perf_counter()
@@ -320,11 +320,11 @@ class ImageService:
             stored = await self._read(key)
             if stored is None:
                 raise StoreUnavailable(f"{key} was stored by another process but cannot be read")
-            return await self._from_store(stored, gen, timings), MISS
+            return await self._from_store(stored, gen), MISS
         try:
             stored = await self._read(key)  # stored between our read and our lease?
             if stored is not None:
-                return await self._from_store(stored, gen, timings), TRANSFORM
+                return await self._from_store(stored, gen), TRANSFORM
             original = await self._generate(gen, key, timings)
         finally:
             await lease.release()
@@ -339,9 +339,7 @@ class ImageService:
             log.warning("store read failed for %s: %s", key, exc)
             return None
 
-    async def _from_store(
-        self, stored: StoredOriginal, gen: GenerationParams, timings: dict[str, float]
-    ) -> Original:
+    async def _from_store(self, stored: StoredOriginal, gen: GenerationParams) -> Original:
         head = header(stored.data, self.settings.max_source_pixels)  # pixels wait for a variant
         meta = stored.meta
         focal = meta.get("focal_point") or {"x": 0.5, "y": 0.5}
