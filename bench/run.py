@@ -244,8 +244,8 @@ def generation_benchmark(
     with servers.running(servers.promptpix(WORK, store, workers, env)) as pp:
         # warm, as a server that has been up is: imports, pools, the local generator's scenes
         asyncio.run(_misses(pp.url, WARM_UP, f"warm-up {time.time_ns()}"))
-        time.sleep(1)
         assert pp.proc is not None
+        servers.wait_idle(pp.proc.pid)  # the warm-up's prompts are embedded before we start
         cpu = servers.cpu_seconds(pp.proc.pid)
         out = asyncio.run(_misses(pp.url, count, f"bench distinct {time.time_ns()}"))
         out["server_cpu_ms_per_miss"] = (servers.cpu_seconds(pp.proc.pid) - cpu) * 1000 / count
@@ -267,6 +267,8 @@ def miss_cost(workers: int, count: int = 10) -> dict[str, Any]:
     with servers.running(servers.promptpix(WORK, store, workers, env)) as pp:
         tag = f"cost {time.time_ns()}"
         asyncio.run(_misses(pp.url, WARM_UP, f"warm-up {time.time_ns()}"))
+        assert pp.proc is not None
+        servers.wait_idle(pp.proc.pid)
         for i in range(count):
             r = httpx.get(
                 f"{pp.url}/i/demo",

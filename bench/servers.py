@@ -154,6 +154,18 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def wait_idle(pid: int, timeout: float = 60.0) -> None:
+    """Until a process tree stops using CPU (background work finished), or `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = cpu_seconds(pid)
+        if now - last < 0.05:
+            return
+        last = now
+
+
 # --- the servers -------------------------------------------------------------------------
 
 
