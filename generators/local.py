@@ -219,7 +219,7 @@ def _caption(label: str, prompt: str, size: int, room: int) -> pyvips.Image:
         if mask.width <= room or not caption:
             break
         keep = max(0, len(caption) * room // mask.width - 2)
-        caption = caption[:keep].rstrip() + " …" if keep > 8 else ""
+        caption = (caption[:keep].rstrip() + " …") if keep > 8 else ""
     return mask.crop(0, 0, min(mask.width, room), mask.height) if mask.width > room else mask
 
 
