@@ -46,7 +46,7 @@ class App:
             cfg.transform_threads or None, None if cfg.transform_queue < 0 else cfg.transform_queue
         )
         self.semantic_settings = SemanticSettings.from_env(cfg.store)
-        self.semantic = open_semantic(self.semantic_settings)
+        self.semantic = open_semantic(self.semantic_settings, busy=lambda: self.images.busy())
         self.llm = llm_from_env()
         self.vision = vision_from_env()
         self.images = ImageService(

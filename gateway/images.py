@@ -122,6 +122,10 @@ class ImageService:
         self.pixel_flight: SingleFlight[Source] = SingleFlight()
         self.variant_flight: SingleFlight[Variant] = SingleFlight()
 
+    def busy(self) -> bool:
+        """Whether answers are being made: background work waits for a quiet moment."""
+        return len(self.variant_flight) > 0 or self.pool.pending > 0
+
     def cached(self, variant_key: str) -> Variant | None:
         return self.variants.get(variant_key)
 

@@ -2,8 +2,10 @@
 
 Embeddings are computed on the embedding thread after the original is stored (the answer
 does not wait for them) and appended to a sidecar file, one JSON line per original, so a
-restart, and every other worker reading the same file, finds them again. Lookups embed the
-asked prompt on the same thread and search the in-memory index.
+restart, and every other worker reading the same file, finds them again. Stored prompts
+wait while the gateway is busy (a burst of misses is answered first, then embedded in
+batches), at most `MAX_DEFER_S`. Lookups embed the asked prompt at once, on the same thread,
+and search the in-memory index.
 
 Configuration (all optional):
 - `PROMPTPIX_SEMANTIC`: `on` (default) or `off`.
@@ -21,11 +23,11 @@ import base64
 import contextlib
 import logging
 import os
-from collections import OrderedDict
-from collections.abc import Mapping
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -45,6 +47,9 @@ log = logging.getLogger("promptpix.similar")
 SIDECAR = "prompts.jsonl"
 QUERY_CACHE = 512  # recent lookups' embeddings kept, so a repeated miss is not embedded again
 REMEMBER_AT_ONCE = 32  # stored prompts queued for embedding at once: lookups keep room
+MAX_DEFER_S = 30.0  # a stored prompt waits for a quiet moment at most this long
+MAX_WAITING = 100_000  # stored prompts waiting to be embedded; past that the oldest go
+QUIET_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,32 +97,28 @@ def _default_dir(store_url: str) -> str:
 class SemanticCache:
     """The index, its sidecar file and the embedding thread, used from the event loop."""
 
-    def __init__(self, directory: Path, service: EmbeddingService | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        service: EmbeddingService | None = None,
+        busy: Callable[[], bool] | None = None,
+    ) -> None:
         self.path = directory / SIDECAR
         self.service = service or EmbeddingService()
         self.index = SemanticIndex()
+        self.busy = busy or (lambda: False)  # whether answers are being made right now
         self._offset = 0  # how much of the sidecar the index has read
         self._reading: asyncio.Lock | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._queries: OrderedDict[str, Matrix] = OrderedDict()
-        self._remembering: asyncio.Semaphore | None = None
+        self._waiting: deque[_Stored] = deque(maxlen=MAX_WAITING)
+        self._drainer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._reading = asyncio.Lock()
-        self._remembering = self._remember_slots()
         await self.catch_up()
         # The model loads on the first embedding, not here: a worker that only serves
         # stored images never pays its memory.
         log.info("semantic index: %d prompts from %s", len(self.index), self.path)
-
-    def _remember_slots(self) -> asyncio.Semaphore:
-        """Half the embedding queue at most: lookups always find room."""
-        return asyncio.Semaphore(max(1, min(REMEMBER_AT_ONCE, self.service.max_pending // 2)))
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def catch_up(self) -> None:
         """Read what was appended to the sidecar since last time (by us or other workers)."""
@@ -146,32 +147,49 @@ class SemanticCache:
 
     def remember(self, key: str, prompt: str, project: str, ratio: tuple[int, int]) -> None:
         """Embed and persist a stored original's prompt, in the background."""
-        self._spawn(self._remember(key, prompt, project, ratio))
+        self._waiting.append(_Stored(key, prompt, project, ratio, time.monotonic()))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain_waiting())
 
-    async def _remember(self, key: str, prompt: str, project: str, ratio: tuple[int, int]) -> None:
-        if self._remembering is None:
-            self._remembering = self._remember_slots()
-        # A burst of new originals waits its turn here instead of filling the embedding queue.
-        async with self._remembering:
-            try:
-                vector = await self.service.embed(prompt)
-            except Exception as exc:
-                log.warning("prompt of %s not embedded: %s", key, exc)
-                return
-        line = orjson.dumps(
-            {
-                "p": project,
-                "r": ratio_label(ratio),
-                "k": key,
-                "t": prompt,
-                "e": base64.b64encode(to_bytes(vector)).decode(),
-            }
+    async def _drain_waiting(self, hurry: bool = False) -> None:
+        """One task embeds what waits, a batch at a time, whenever the gateway is quiet (or
+        the oldest has waited `MAX_DEFER_S`)."""
+        while self._waiting:
+            oldest = self._waiting[0].since
+            if not hurry and self.busy() and time.monotonic() - oldest < MAX_DEFER_S:
+                await asyncio.sleep(QUIET_POLL_S)
+                continue
+            take = max(1, min(REMEMBER_AT_ONCE, self.service.max_pending // 2))
+            batch = [self._waiting.popleft() for _ in range(min(take, len(self._waiting)))]
+            await self._embed_and_append(batch)
+
+    async def _embed_and_append(self, batch: list[_Stored]) -> None:
+        vectors = await asyncio.gather(
+            *(self.service.embed(s.prompt) for s in batch), return_exceptions=True
         )
+        lines = []
+        for stored, vector in zip(batch, vectors, strict=True):
+            if isinstance(vector, BaseException):
+                log.warning("prompt of %s not embedded: %s", stored.key, vector)
+                continue
+            lines.append(
+                orjson.dumps(
+                    {
+                        "p": stored.project,
+                        "r": ratio_label(stored.ratio),
+                        "k": stored.key,
+                        "t": stored.prompt,
+                        "e": base64.b64encode(to_bytes(vector)).decode(),
+                    }
+                )
+            )
+        if not lines:
+            return
         try:
-            await asyncio.to_thread(_append, self.path, line + b"\n")
+            await asyncio.to_thread(_append, self.path, b"".join(line + b"\n" for line in lines))
         except OSError as exc:
             log.warning("semantic sidecar not written: %s", exc)
-        # The index learns it from the file (with everything other workers wrote meanwhile).
+        # The index learns them from the file (with everything other workers wrote meanwhile).
         await self.catch_up()
 
     async def find(
@@ -192,13 +210,27 @@ class SemanticCache:
         return self.index.best_match(vector, project, ratio, threshold)
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """Let pending embeddings reach the sidecar (on shutdown)."""
-        if self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*self._tasks), timeout)
+        """Let waiting embeddings reach the sidecar now, busy or not (on shutdown)."""
+
+        async def finish() -> None:
+            await self._drain_waiting(hurry=True)
+            if self._drainer is not None:  # a batch it took may still be under way
+                await asyncio.shield(self._drainer)
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finish(), timeout)
 
     def close(self) -> None:
         self.service.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    key: str
+    prompt: str
+    project: str
+    ratio: tuple[int, int]
+    since: float  # when it was stored (monotonic)
 
 
 def _size(path: Path) -> int:
@@ -227,7 +259,9 @@ def _append(path: Path, line: bytes) -> None:
         os.close(fd)
 
 
-def open_semantic(settings: SemanticSettings) -> SemanticCache | None:
+def open_semantic(
+    settings: SemanticSettings, busy: Callable[[], bool] | None = None
+) -> SemanticCache | None:
     if not settings.enabled:
         return None
-    return SemanticCache(Path(settings.directory).expanduser().resolve())
+    return SemanticCache(Path(settings.directory).expanduser().resolve(), busy=busy)

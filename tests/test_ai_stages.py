@@ -331,3 +331,35 @@ def test_a_burst_of_stored_prompts_is_all_embedded_and_survives_a_restart(
     assert count == 100
     assert found is not None and found.key == keys[42] and found.similarity > 0.99
     assert other_ratio is None
+
+
+def test_stored_prompts_wait_for_a_quiet_gateway_but_not_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from gateway import similar
+    from gateway.similar import SemanticCache
+    from generators.semantic import EmbeddingService
+
+    async def run() -> tuple[int, int, int, int]:
+        busy = True
+        cache = SemanticCache(tmp_path, EmbeddingService(HashEncoder), busy=lambda: busy)
+        await cache.start()
+        cache.remember("a" * 64, "a prompt stored during a burst", "demo", (1, 1))
+        await asyncio.sleep(0.5)
+        while_busy = len(cache.index)
+        busy = False
+        await asyncio.sleep(0.5)
+        once_quiet = len(cache.index)
+        busy = True
+        monkeypatch.setattr(similar, "MAX_DEFER_S", 0.3)
+        cache.remember("b" * 64, "a prompt stored under constant load", "demo", (1, 1))
+        await asyncio.sleep(0.1)
+        before_limit = len(cache.index)
+        await asyncio.sleep(0.6)
+        after_limit = len(cache.index)
+        cache.close()
+        return while_busy, once_quiet, before_limit, after_limit
+
+    assert asyncio.run(run()) == (0, 1, 1, 2)
