@@ -16,6 +16,7 @@ import random
 import re
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,8 @@ QUALITY = 88
 BLOCK_ROWS = 16  # the height of one row of JPEG blocks with 4:2:0 chroma subsampling
 LAYOUTS = 16  # scenes per size and palette; the key picks one
 GRAIN = 2.0  # a little of the fine detail photos have
+DRAWING_THREADS = 2
+SHADE = 0.35  # how dark the strip behind the label is
 
 
 class LocalGenerator:
@@ -76,10 +79,14 @@ class LocalGenerator:
 
     def __init__(self, latency_ms: int = 0) -> None:
         self.latency_s = max(0, latency_ms) / 1000
+        # Its own threads, as a provider's work is elsewhere: a burst of drawings never
+        # queues ahead of the gateway's file reads in the loop's default executor.
+        self._threads = ThreadPoolExecutor(DRAWING_THREADS, thread_name_prefix="promptpix-local")
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage:
         started = time.perf_counter()
-        data = await asyncio.to_thread(render, request)
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(self._threads, render, request)
         # A simulated provider answers `latency` after it was asked, its drawing included.
         remaining = self.latency_s - (time.perf_counter() - started)
         if remaining > 0:
@@ -91,6 +98,9 @@ class LocalGenerator:
             model=self.model,
             details={"placeholder": True},
         )
+
+    async def aclose(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 def render(request: GenerationRequest) -> bytes:
@@ -133,6 +143,7 @@ def _grain() -> np.ndarray:
 class Scene:
     jpeg: bytes
     top: pyvips.Image  # the pixels of the rows the strip covers, in memory
+    shaded: np.ndarray  # those rows darkened, as the strip (or the tag) shows them
     rows: int  # how many block rows the strip covers
     size: int  # the strip's font size, in pixels
 
@@ -193,7 +204,8 @@ def _scene(
     need = lines + 2 * (size // 2) + (3 * size if plain else 0)
     rows = min(-(-need // BLOCK_ROWS), height // BLOCK_ROWS - 1)
     top = out.crop(0, 0, width, rows * BLOCK_ROWS).copy_memory()
-    return Scene(_encode(out), top, rows, size)
+    shaded = (_array(top).astype(np.float32) * SHADE).astype(np.uint8)
+    return Scene(_encode(out), top, shaded, rows, size)
 
 
 def _strip(scene: Scene, label: str, prompt: str, plain: bool) -> pyvips.Image:
@@ -207,7 +219,9 @@ def _strip(scene: Scene, label: str, prompt: str, plain: bool) -> pyvips.Image:
         mask = mask.crop(0, 0, mask.width, max(1, fits))
     # A plain background stays plain to its edges (it is removed later): the label is a tag
     # inside it instead of a strip across the top.
-    return _tag(top, mask, size) if plain else _banner(top, mask, size)
+    pixels = _tag(scene, mask) if plain else _banner(scene, mask)
+    height, width, bands = pixels.shape
+    return pyvips.Image.new_from_memory(pixels.tobytes(), width, height, bands, "uchar")
 
 
 def _caption(label: str, prompt: str, size: int, room: int) -> pyvips.Image:
@@ -223,26 +237,40 @@ def _caption(label: str, prompt: str, size: int, room: int) -> pyvips.Image:
     return mask.crop(0, 0, min(mask.width, room), mask.height) if mask.width > room else mask
 
 
-def _banner(img: pyvips.Image, mask: pyvips.Image, size: int) -> pyvips.Image:
-    """A darkened strip across the top that says what this image is."""
-    pad = size // 2
-    strip = img * 0.35
-    strip = mask.embed(pad, pad, img.width, img.height).ifthenelse(
-        [255, 255, 255], strip, blend=True
+def _array(img: pyvips.Image) -> np.ndarray:
+    return np.ndarray(
+        buffer=img.write_to_memory(), dtype=np.uint8, shape=(img.height, img.width, img.bands)
     )
-    return strip.cast("uchar")
 
 
-def _tag(img: pyvips.Image, mask: pyvips.Image, size: int) -> pyvips.Image:
+def _write(under: np.ndarray, mask: pyvips.Image, left: int, top: int) -> None:
+    """White text blended onto `under` (in place) where the text mask covers it."""
+    m = _array(mask)[..., :1].astype(np.uint16)
+    region = under[top : top + m.shape[0], left : left + m.shape[1]]
+    region[...] = (m * 255 + region * (255 - m) + 127) // 255
+
+
+def _banner(scene: Scene, mask: pyvips.Image) -> np.ndarray:
+    """A darkened strip across the top that says what this image is."""
+    pad = scene.size // 2
+    strip = scene.shaded.copy()
+    _write(strip, mask, pad, pad)
+    return strip
+
+
+def _tag(scene: Scene, mask: pyvips.Image) -> np.ndarray:
     """The label on a dark tag centred near the top, clear of the image's edges."""
-    pad = size // 2
+    size, pad = scene.size, scene.size // 2
+    out = _array(scene.top).copy()
     tag_w, tag_h = mask.width + 2 * pad, mask.height + 2 * pad
-    left, top = (img.width - tag_w) // 2, 2 * size
-    if left < 0 or top + tag_h > img.height:
-        return img
-    tag = img.crop(left, top, tag_w, tag_h) * 0.35
-    tag = mask.embed(pad, pad, tag_w, tag_h).ifthenelse([255, 255, 255], tag, blend=True)
-    return img.insert(tag.cast("uchar"), left, top)
+    left, top = (out.shape[1] - tag_w) // 2, 2 * size
+    if left < 0 or top + tag_h > out.shape[0]:
+        return out
+    out[top : top + tag_h, left : left + tag_w] = scene.shaded[
+        top : top + tag_h, left : left + tag_w
+    ]
+    _write(out, mask, left + pad, top + pad)
+    return out
 
 
 def _encode(img: pyvips.Image) -> bytes:
