@@ -38,11 +38,13 @@ def find_focal_point(source: Source) -> tuple[float, float]:
 
 
 def _grid_rgb(source: Source) -> np.ndarray:
-    """RGB as float in 0..1, alpha flattened on white, averaged onto the GRID x GRID grid."""
+    """RGB as float in 0..1, alpha flattened on white, averaged onto the GRID x GRID grid.
+    Each cell averages a sample of at least 4x4 pixels: a large decode is strided first."""
     px = np.frombuffer(source.pixels, dtype=np.uint8).reshape(
         source.height, source.width, source.bands
     )
-    img = _pool(px.astype(np.float32), GRID) / 255.0
+    step = max(1, min(source.height, source.width) // (4 * GRID))
+    img = _pool(px[::step, ::step], GRID) / 255.0
     if source.bands == 4:
         alpha = img[..., 3:4]
         img = img[..., :3] * alpha + (1.0 - alpha)
@@ -72,11 +74,21 @@ def _sobel(light: np.ndarray) -> np.ndarray:
 
 
 def _pool(values: np.ndarray, cells: int) -> np.ndarray:
-    """Means over a grid of at most `cells` x `cells` (fewer where the image is smaller)."""
-    rows = np.array_split(np.arange(values.shape[0]), min(cells, values.shape[0]))
-    cols = np.array_split(np.arange(values.shape[1]), min(cells, values.shape[1]))
-    row_means = np.stack([values[r].mean(axis=0) for r in rows])
-    return np.stack([row_means[:, c].mean(axis=1) for c in cols], axis=1)
+    """Means over a grid of at most `cells` x `cells` (fewer where the image is smaller):
+    cells as `np.array_split` cuts them, a pixel more in the first ones where it must."""
+    h, w = values.shape[:2]
+    rows, cols = _cuts(h, min(cells, h)), _cuts(w, min(cells, w))
+    sums = np.add.reduceat(np.add.reduceat(values.astype(np.float32), rows, axis=0), cols, axis=1)
+    counts = np.diff(rows, append=h)[:, None] * np.diff(cols, append=w)[None, :]
+    return sums / counts[..., None].astype(np.float32)
+
+
+def _cuts(n: int, parts: int) -> np.ndarray:
+    """Where each of `parts` near-equal runs of `n` starts."""
+    size, extra = divmod(n, parts)
+    lengths = np.full(parts, size)
+    lengths[:extra] += 1
+    return np.concatenate(([0], np.cumsum(lengths)[:-1]))
 
 
 def _blur(grid: np.ndarray, sigma: float) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 A JPEG can be decoded at 1/2, 1/4 or 1/8 of its size for little more than the cost of
 reading its bytes (shrink-on-load): small outputs and the focal-point analysis use that.
+A plain JPEG (no profile, upright) takes the fast path of `jpeg.py`; the rest, libvips.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import pyvips
 
 from .errors import SourceTooLarge, UnreadableImage
+from .jpeg import decode_plain, plain_jpeg
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +44,13 @@ def probe(data: bytes, max_pixels: int) -> pyvips.Image:
         img = pyvips.Image.new_from_buffer(data, "", access="random")
     except pyvips.Error as exc:
         raise UnreadableImage("not an image in an allowed format") from exc
-    if img.width * img.height > max_pixels:
-        raise SourceTooLarge(
-            f"source has {img.width}x{img.height} pixels; the budget is {max_pixels}"
-        )
+    _check_budget(img.width, img.height, max_pixels)
     return img
+
+
+def _check_budget(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise SourceTooLarge(f"source has {width}x{height} pixels; the budget is {max_pixels}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,10 @@ class Header:
 
 def header(data: bytes, max_pixels: int) -> Header:
     """The upright size and whether it shrinks on load, from the header alone."""
+    plain = plain_jpeg(data)
+    if plain is not None:
+        _check_budget(plain.width, plain.height, max_pixels)
+        return Header(plain.width, plain.height, True)
     img = probe(data, max_pixels)
     width, height = img.width, img.height
     if img.get_typeof("orientation") != 0 and img.get("orientation") in (5, 6, 7, 8):
@@ -71,6 +79,12 @@ def _shrinkable(img: pyvips.Image) -> bool:
 
 def decode(data: bytes, max_pixels: int, shrink: int = 1) -> Source:
     """Decode to pixels; `shrink` (2, 4 or 8) decodes a JPEG that much smaller."""
+    plain = plain_jpeg(data)
+    if plain is not None:
+        _check_budget(plain.width, plain.height, max_pixels)
+        pixels = decode_plain(data, plain, shrink)
+        if pixels is not None:
+            return Source(pixels, -(-plain.width // shrink), -(-plain.height // shrink), 3)
     img = probe(data, max_pixels)
     try:
         if shrink > 1 and _shrinkable(img):
