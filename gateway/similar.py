@@ -48,6 +48,7 @@ SIDECAR = "prompts.jsonl"
 QUERY_CACHE = 512  # recent lookups' embeddings kept, so a repeated miss is not embedded again
 REMEMBER_AT_ONCE = 32  # stored prompts queued for embedding at once: lookups keep room
 MAX_DEFER_S = 30.0  # a stored prompt waits for a quiet moment at most this long
+QUIET_S = 1.0  # quiet: nothing made for this long (other workers finish a burst meanwhile)
 MAX_WAITING = 100_000  # stored prompts waiting to be embedded; past that the oldest go
 QUIET_POLL_S = 0.05
 
@@ -152,11 +153,15 @@ class SemanticCache:
             self._drainer = asyncio.get_running_loop().create_task(self._drain_waiting())
 
     async def _drain_waiting(self, hurry: bool = False) -> None:
-        """One task embeds what waits, a batch at a time, whenever the gateway is quiet (or
-        the oldest has waited `MAX_DEFER_S`)."""
+        """One task embeds what waits, a batch at a time, once the gateway has been quiet for
+        `QUIET_S` (or the oldest has waited `MAX_DEFER_S`)."""
+        last_busy = time.monotonic()
         while self._waiting:
-            oldest = self._waiting[0].since
-            if not hurry and self.busy() and time.monotonic() - oldest < MAX_DEFER_S:
+            now = time.monotonic()
+            if self.busy():
+                last_busy = now
+            waited = now - self._waiting[0].since
+            if not hurry and now - last_busy < QUIET_S and waited < MAX_DEFER_S:
                 await asyncio.sleep(QUIET_POLL_S)
                 continue
             take = max(1, min(REMEMBER_AT_ONCE, self.service.max_pending // 2))

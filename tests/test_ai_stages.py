@@ -350,7 +350,7 @@ def test_stored_prompts_wait_for_a_quiet_gateway_but_not_forever(
         await asyncio.sleep(0.5)
         while_busy = len(cache.index)
         busy = False
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(similar.QUIET_S + 0.5)
         once_quiet = len(cache.index)
         busy = True
         monkeypatch.setattr(similar, "MAX_DEFER_S", 0.3)
