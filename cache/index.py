@@ -64,10 +64,13 @@ def original_row(meta: dict[str, Any]) -> Row:
 class IndexWriter:
     """Queues rows and drains them into the backend; at most `limit` rows wait in memory."""
 
-    def __init__(self, backend: IndexBackend, limit: int = 100_000, batch: int = 500) -> None:
+    def __init__(
+        self, backend: IndexBackend, limit: int = 100_000, batch: int = 500, linger_s: float = 0.2
+    ) -> None:
         self.backend = backend
         self.limit = limit
         self.batch = batch
+        self.linger_s = linger_s  # rows that arrive meanwhile share one write
         self.queue: deque[Row] = deque()
         self.dropped = 0
         self.last_error: str | None = None
@@ -93,6 +96,7 @@ class IndexWriter:
         delay = 0.2
         while True:
             await self._wake.wait()
+            await asyncio.sleep(self.linger_s)
             self._wake.clear()
             while self.queue:
                 rows = [self.queue[i] for i in range(min(self.batch, len(self.queue)))]
