@@ -38,13 +38,11 @@ def find_focal_point(source: Source) -> tuple[float, float]:
 
 
 def _grid_rgb(source: Source) -> np.ndarray:
-    """RGB as float in 0..1, alpha flattened on white, averaged onto the GRID x GRID grid.
-    Each cell averages a sample of at least 4x4 pixels: a large decode is strided first."""
+    """RGB as float in 0..1, alpha flattened on white, averaged onto the GRID x GRID grid."""
     px = np.frombuffer(source.pixels, dtype=np.uint8).reshape(
         source.height, source.width, source.bands
     )
-    step = max(1, min(source.height, source.width) // (4 * GRID))
-    img = _pool(px[::step, ::step], GRID) / 255.0
+    img = _pool(px, GRID) / 255.0
     if source.bands == 4:
         alpha = img[..., 3:4]
         img = img[..., :3] * alpha + (1.0 - alpha)
