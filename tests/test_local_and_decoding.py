@@ -13,6 +13,7 @@ from gateway.params import TransformParams
 from generators import local
 from generators.base import GenerationRequest
 from generators.ratios import NATIVE_SIZES
+from transforms import jpeg
 from transforms.focal import find_focal_point
 from transforms.pipeline import render, shrink_factor
 from transforms.source import Source, decode, header
@@ -157,3 +158,17 @@ def test_saliency_flattens_alpha_on_white() -> None:
     img[80:110, 10:40] = (20, 60, 220, 255)  # ...but a blue square, bottom left
     x, y = find_focal_point(Source(img.tobytes(), 128, 128, 4))
     assert x < 0.4 and y > 0.55
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])
+def test_a_decode_that_is_already_the_answer_is_encoded_as_it_is(fmt: str) -> None:
+    data = local.render(request("a yellow kite over a green hill"))
+    source = decode(data, 10**8, 4)  # 1024 at 1/4: the 256 px asked for, no step to run
+    out = render(source, (1024, 1024), (0.5, 0.5), (1, 1), params(width=256, fmt=fmt), 4096)
+    assert (out.width, out.height) == (256, 256)
+    got = pixels(out.data)
+    want = np.frombuffer(source.pixels, dtype=np.uint8).reshape(256, 256, 3)
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.max() == 0 if fmt == "png" else diff.mean() < 5  # lossy codecs on grain
+    if fmt == "jpeg":  # the same bytes as encoding the decoded pixels themselves
+        assert out.data == jpeg.encode(source.image(), 80)

@@ -17,12 +17,13 @@ class Format:
     default_quality: int | None  # None: lossless, `q` does not apply
     alpha: bool
 
-    def encode(self, img: pyvips.Image, quality: int | None) -> bytes:
+    def encode(self, img: pyvips.Image, quality: int | None, pixels: bytes | None = None) -> bytes:
+        """`pixels`: the image's pixels when they are already in memory (JPEG reads them)."""
         q = quality if quality is not None else self.default_quality
         opts: dict[str, Any] = {"keep": "none"}
         if self.name == "jpeg":
             assert q is not None
-            return jpeg.encode(img, q)
+            return jpeg.encode(img, q, pixels)
         if self.name == "webp":
             # effort 2 of 0..6: about twice as fast as the default 4, a few per cent larger.
             return bytes(img.webpsave_buffer(Q=q, effort=2, **opts))

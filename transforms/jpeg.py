@@ -104,14 +104,16 @@ def decode_plain(data: bytes, info: PlainJpeg, shrink: int = 1) -> bytes | None:
     return pixels.tobytes()
 
 
-def encode(img: pyvips.Image, quality: int) -> bytes:
-    """A JPEG of an 8-bit RGB (or grey) image."""
-    pixels = np.ndarray(
-        buffer=img.write_to_memory(), dtype=np.uint8, shape=(img.height, img.width, img.bands)
+def encode(img: pyvips.Image, quality: int, pixels: bytes | None = None) -> bytes:
+    """A JPEG of an 8-bit RGB (or grey) image; `pixels`, its pixels if already in memory."""
+    array = np.ndarray(
+        buffer=img.write_to_memory() if pixels is None else pixels,
+        dtype=np.uint8,
+        shape=(img.height, img.width, img.bands),
     )
     return bytes(
         simplejpeg.encode_jpeg(
-            pixels,
+            array,
             quality=quality,
             colorspace="GRAY" if img.bands == 1 else "RGB",
             colorsubsampling="444" if quality >= 90 else "420",

@@ -175,9 +175,14 @@ def render(
     """Run every step, then encode in the (already negotiated) output format. `size` is the
     original's size; `source` may be decoded smaller."""
     fmt = FORMATS[params.fmt]
-    ctx = Context(source.image(), size, focal, params, native, fmt, limit)
+    start = source.image()
+    ctx = Context(start, size, focal, params, native, fmt, limit)
     for step in STEPS:
         step(ctx)
+    if ctx.image is start:  # the decode is the answer (a JPEG shrunk on load to the size asked)
+        img = start.copy(interpretation="srgb")
+        data = fmt.encode(img, params.quality, pixels=source.pixels)
+        return Rendered(data, fmt.content_type, source.width, source.height)
     img = ctx.image.copy(interpretation="srgb")
     return Rendered(fmt.encode(img, params.quality), fmt.content_type, img.width, img.height)
 
