@@ -123,6 +123,7 @@ class App:
                 # Generations under way finish and are stored before the process exits.
                 await self.images.original_flight.drain()
                 await self.images.variant_flight.drain()
+                await self.images.drain()
                 if self.backends.spool is not None:
                     await self.backends.spool.flush(timeout=5.0)
                 if self.semantic is not None:

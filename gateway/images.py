@@ -6,9 +6,11 @@ own task finishes (and stores) even when the request that started it goes away.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +57,9 @@ class Original:
     native: tuple[int, int]
     generator: str
     meta: dict[str, Any]
+    # A new original's store write, under way while its first variant is made: every
+    # answer made from it waits for it, so nothing is answered before it is stored.
+    stored: asyncio.Future[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,7 @@ class ImageService:
             settings.source_cache_bytes - encoded_budget, lambda s: s.nbytes + 256
         )
         self.original_flight: SingleFlight[tuple[Original, str]] = SingleFlight()
+        self._storing: set[asyncio.Future[None]] = set()
         self.pixel_flight: SingleFlight[Source] = SingleFlight()
         self.variant_flight: SingleFlight[Variant] = SingleFlight()
 
@@ -233,6 +239,8 @@ class ImageService:
             unbounded=unbounded,
         )
         self._stage(timings, "transform", started)
+        if original.stored is not None:  # a new original: answered once it is stored
+            await asyncio.shield(original.stored)
         return Variant(
             key=variant_key,
             original_key=original.key,
@@ -325,13 +333,16 @@ class ImageService:
             if stored is None:
                 raise StoreUnavailable(f"{key} was stored by another process but cannot be read")
             return await self._from_store(stored, gen), MISS
+        handed_over = False  # once generated, the store write releases the lease
         try:
             stored = await self._read(key)  # stored between our read and our lease?
             if stored is not None:
                 return await self._from_store(stored, gen), TRANSFORM
-            original = await self._generate(gen, key, timings)
+            original = await self._generate(gen, key, timings, lease.release)
+            handed_over = True
         finally:
-            await lease.release()
+            if not handed_over:
+                await lease.release()
         self.originals.put(key, original)
         return original, MISS
 
@@ -362,8 +373,14 @@ class ImageService:
         return original
 
     async def _generate(
-        self, gen: GenerationParams, key: str, timings: dict[str, float]
+        self,
+        gen: GenerationParams,
+        key: str,
+        timings: dict[str, float],
+        release: Callable[[], Awaitable[None]],
     ) -> Original:
+        """Generate and analyse; the store write starts here and runs on (then `release`s
+        the lease) while the first variant is made."""
         started = time.perf_counter()
         prompt = await prepare(
             gen.prompt,
@@ -455,27 +472,11 @@ class ImageService:
             "generator_details": dict(image.details),
             "created_at": time.time(),
         }
-        started = time.perf_counter()
-        try:
-            await self.store.put(key, image.data, meta)
-        except StoreUnavailable as exc:
-            self.metrics.store_errors.inc("put")
-            log.error("store write failed for %s (served from memory): %s", key, exc)
-        self._stage(timings, "store", started)
-        if self.semantic is not None:  # embedded after the answer, off the event loop
-            self.semantic.remember(key, gen.prompt, gen.project, gen.ratio)
-        self.index.add(original_row(meta))
-        self.index.add(
-            generation_row(
-                key,
-                gen.project,
-                image.generator,
-                "success",
-                list(result.attempted),
-                {k: round(v, 1) for k, v in timings.items()},
-                None,
-            )
+        stored = asyncio.ensure_future(
+            self._store(key, image.data, meta, gen, list(result.attempted), timings, release)
         )
+        self._storing.add(stored)
+        stored.add_done_callback(self._storing.discard)
         return Original(
             key,
             image.data,
@@ -485,7 +486,48 @@ class ImageService:
             gen.ratio,
             image.generator,
             meta,
+            stored,
         )
+
+    async def _store(
+        self,
+        key: str,
+        data: bytes,
+        meta: dict[str, Any],
+        gen: GenerationParams,
+        attempted: list[str],
+        timings: dict[str, float],
+        release: Callable[[], Awaitable[None]],
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            try:
+                await self.store.put(key, data, meta)
+            except StoreUnavailable as exc:
+                self.metrics.store_errors.inc("put")
+                log.error("store write failed for %s (served from memory): %s", key, exc)
+            self._stage(timings, "store", started)
+        finally:
+            await release()
+        if self.semantic is not None:  # embedded after the answer, off the event loop
+            self.semantic.remember(key, gen.prompt, gen.project, gen.ratio)
+        self.index.add(original_row(meta))
+        self.index.add(
+            generation_row(
+                key,
+                gen.project,
+                str(meta["generator"]),
+                "success",
+                attempted,
+                {k: round(v, 1) for k, v in timings.items()},
+                None,
+            )
+        )
+
+    async def drain(self) -> None:
+        """Wait for the store writes under way (at shutdown: nothing generated is lost)."""
+        if self._storing:
+            await asyncio.gather(*self._storing, return_exceptions=True)
 
     def _takes_negative(self, only: str) -> bool:
         """Whether every generator that may answer takes a negative prompt of its own."""

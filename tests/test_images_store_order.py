@@ -1,0 +1,97 @@
+"""A new original's store write runs while its first variant is made, but nothing is
+answered, and no other process may generate the key, before the write is done."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from cache.filestore import FileStore
+from cache.index import IndexWriter
+from cache.leases import FileLeases
+from cache.sqliteindex import SQLiteIndex
+from gateway.images import ImageService, ImageSettings
+from gateway.metrics import Metrics
+from gateway.params import ParseContext, parse
+from generators.chain import build_chain
+from transforms.executor import TransformPool
+from transforms.vips import configure
+
+configure()
+PUT_DELAY_S = 0.4
+
+
+class SlowStore(FileStore):
+    """A real file store whose writes take a while, and say when they ended."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.put_started = asyncio.Event()
+        self.put_done_at: float | None = None
+
+    async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
+        self.put_started.set()
+        await asyncio.sleep(PUT_DELAY_S)
+        await super().put(key, data, meta)
+        self.put_done_at = time.monotonic()
+
+
+def service(root: Path, store: FileStore) -> ImageService:
+    return ImageService(
+        ImageSettings(
+            max_dimension=4096,
+            max_source_pixels=50_000_000,
+            generation_timeout_s=30,
+            memory_cache_bytes=64 << 20,
+            source_cache_bytes=64 << 20,
+        ),
+        store,
+        build_chain(["local"], env={}),
+        TransformPool(2),
+        Metrics(),
+        IndexWriter(SQLiteIndex(root / "index.sqlite3")),
+        FileLeases(root),
+    )
+
+
+def request(query: bytes) -> Any:
+    return parse(query, ParseContext(project="demo"))
+
+
+def test_answers_wait_for_the_store_write_and_the_lease_covers_it(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = SlowStore(tmp_path)
+        images = service(tmp_path, store)
+        await images.index.start()
+        first = request(b"prompt=a+slow+disk&w=256&fmt=jpeg")
+        other = request(b"prompt=a+slow+disk&w=100&fmt=png")  # the same original
+        key = first.gen.key
+        assert other.gen.key == key
+        task = asyncio.create_task(
+            images.variant(first.gen, first.transform, first.transform.key(key))
+        )
+        await store.put_started.wait()
+        # While the original is being written: another process cannot take its lease...
+        assert await FileLeases(tmp_path).try_acquire(key) is None
+        # ...and another variant of it, answered from the original in memory, waits too.
+        second = asyncio.create_task(
+            images.variant(other.gen, other.transform, other.transform.key(key))
+        )
+        (variant, status), (variant2, status2) = await asyncio.gather(task, second)
+        answered_at = time.monotonic()
+        assert store.put_done_at is not None and answered_at >= store.put_done_at
+        assert status == "MISS" and variant.width == 256
+        assert status2 in ("MISS", "TRANSFORM") and variant2.width == 100
+        assert "store" in variant.timings and variant.timings["store"] >= PUT_DELAY_S * 1000
+        assert await store.head(key)
+        lease = await FileLeases(tmp_path).try_acquire(key)
+        assert lease is not None  # released once stored
+        await lease.release()
+        await images.drain()
+        await images.index.close()
+        images.pool.close()
+        await images.chain.close()
+
+    asyncio.run(run())
