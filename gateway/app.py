@@ -27,6 +27,7 @@ from .types import Message, Receive, Scope, Send
 
 log = logging.getLogger("promptpix")
 KNOWN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v1/providers"})
+LIVE_PREFIX = ROUTE + "/"
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,7 +91,7 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["path"].startswith(ROUTE + "/"):
+            if scope["path"].startswith(LIVE_PREFIX):
                 await self.live(scope, receive, send)
                 return
             scope["promptpix"] = self
