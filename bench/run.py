@@ -230,8 +230,15 @@ WARM_UP = 100  # misses before measuring: the local generator has drawn its 16 s
 
 
 def generation_benchmark(
-    workers: int, count: int, latency_ms: int, label: str, env: dict[str, str] | None = None
+    workers: int,
+    count: int,
+    latency_ms: int,
+    label: str,
+    env: dict[str, str] | None = None,
+    others: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """`count` distinct misses at once; `others`: the PIDs of servers the gateway uses
+    (object store, database) whose CPU the run costs too."""
     store = WORK / "gen-store"
     shutil.rmtree(store, ignore_errors=True)
     # The local generator's own limit (16 calls at once by default, like a provider quota)
@@ -241,47 +248,89 @@ def generation_benchmark(
         "PROMPTPIX_LOCAL_CONCURRENCY": str(count * 2),
         **(env or {}),
     }
+    others = others or {}
     with servers.running(servers.promptpix(WORK, store, workers, env)) as pp:
         # warm, as a server that has been up is: imports, pools, the local generator's scenes
         asyncio.run(_misses(pp.url, WARM_UP, f"warm-up {time.time_ns()}"))
         assert pp.proc is not None
         servers.wait_idle(pp.proc.pid)  # the warm-up's prompts are embedded before we start
         cpu = servers.cpu_seconds(pp.proc.pid)
+        other_cpu = {name: servers.tree_cpu_seconds(pid) for name, pid in others.items()}
         out = asyncio.run(_misses(pp.url, count, f"bench distinct {time.time_ns()}"))
         out["server_cpu_ms_per_miss"] = (servers.cpu_seconds(pp.proc.pid) - cpu) * 1000 / count
+        out["other_cpu_ms_per_miss"] = {
+            name: (servers.tree_cpu_seconds(pid) - other_cpu[name]) * 1000 / count
+            for name, pid in others.items()
+        }
         time.sleep(3)  # background work the misses left (embedding their prompts)
         out["server_cpu_ms_per_miss_with_background"] = (
             (servers.cpu_seconds(pp.proc.pid) - cpu) * 1000 / count
         )
+    out["drawing_cpu_ms"] = drawing_cost()
     out["label"] = label
     out["workers"] = workers
     return out
 
 
-def miss_cost(workers: int, count: int = 10) -> dict[str, Any]:
-    """One miss at a time with no generator wait: the CPU one generation costs end to end."""
+def drawing_cost(count: int = 200) -> float:
+    """CPU ms the local generator spends drawing one placeholder (work a real provider does
+    elsewhere), measured here in this process on fresh keys."""
+    from generators.base import GenerationRequest
+    from generators.local import render
+    from transforms.vips import configure
+
+    configure()  # libvips as the gateway sets it up: one thread an image, no cache
+
+    def request(i: int) -> GenerationRequest:
+        key = f"{i:064x}"
+        prompt = f"bench drawing {i}"
+        return GenerationRequest(key, prompt, (1, 1), (1024, 1024), "", 0, "")
+
+    for i in range(40):  # the scenes are drawn once per process: not part of a key's cost
+        render(request(i))
+    started = time.process_time()
+    for i in range(count):
+        render(request(1000 + i))
+    return (time.process_time() - started) * 1000 / count
+
+
+def miss_cost(workers: int, count: int = 20, latency_ms: int = 2000) -> dict[str, Any]:
+    """One miss at a time, the generator answering after `latency_ms`: what the gateway adds
+    to a generation, as a client sees it (its latency - `latency_ms`) and by stage."""
     store = WORK / "cost-store"
     shutil.rmtree(store, ignore_errors=True)
-    env = {"PROMPTPIX_LOCAL_LATENCY_MS": "0"}
+    env = {"PROMPTPIX_LOCAL_LATENCY_MS": str(latency_ms)}
     rows: list[dict[str, float]] = []
+    added: list[float] = []
     with servers.running(servers.promptpix(WORK, store, workers, env)) as pp:
-        tag = f"cost {time.time_ns()}"
         asyncio.run(_misses(pp.url, WARM_UP, f"warm-up {time.time_ns()}"))
         assert pp.proc is not None
         servers.wait_idle(pp.proc.pid)
+        url = urlsplit(pp.url)
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        tag = f"cost {time.time_ns()}"
+
+        async def one(i: int) -> None:
+            query = urlencode({"prompt": f"{tag} {i}", "w": "256", "fmt": "jpeg"})
+            started = time.perf_counter()
+            status, headers = await _get(host, port, f"/i/demo?{query}")
+            if status == 200 and headers.get("x-cache-status") == "MISS":
+                added.append((time.perf_counter() - started) * 1000 - latency_ms)
+                rows.append(parse_timing(headers.get("server-timing", "")))
+
         for i in range(count):
-            r = httpx.get(
-                f"{pp.url}/i/demo",
-                params={"prompt": f"{tag} {i}", "w": "256", "fmt": "jpeg"},
-                timeout=60,
-            )
-            if r.status_code == 200:
-                rows.append(parse_timing(r.headers.get("server-timing", "")))
-    stages = ("generate", "analyse", "store", "transform", "total")
+            asyncio.run(one(i))
+    stages = ("parse", "store_read", "lease", "generate", "analyse", "store", "transform", "total")
     return {
-        stage: statistics.median(row[stage] for row in rows if stage in row)
-        for stage in stages
-        if any(stage in row for row in rows)
+        "misses": len(added),
+        "added_p50_ms": statistics.median(added) if added else None,
+        "added_min_ms": min(added, default=None),
+        "added_max_ms": max(added, default=None),
+        "stages_p50_ms": {
+            stage: statistics.median(row[stage] for row in rows if stage in row)
+            for stage in stages
+            if any(stage in row for row in rows)
+        },
     }
 
 
@@ -305,7 +354,11 @@ def s3_postgres_generation(workers: int, count: int) -> dict[str, Any]:
             "PROMPTPIX_SPOOL_DIR": str(root / "spool"),
             "PROMPTPIX_DATABASE_URL": pg.dsn,
         }
-        return generation_benchmark(workers, count, 2000, "S3 (SeaweedFS) + PostgreSQL", env)
+        assert weed.proc is not None and pg.proc is not None
+        others = {"SeaweedFS": weed.proc.pid, "PostgreSQL": pg.proc.pid}
+        return generation_benchmark(
+            workers, count, 2000, "S3 (SeaweedFS) + PostgreSQL", env, others
+        )
     finally:
         weed.stop()
         pg.remove()
@@ -322,7 +375,7 @@ class Results:
     hit_bytes: int = 0
     source_bytes: int = 0
     generation: list[dict[str, Any]] = field(default_factory=list)
-    miss_cost: dict[str, float] = field(default_factory=dict)
+    miss_cost: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 

@@ -23,6 +23,7 @@ import numpy as np
 import pyvips
 
 from .base import GeneratedImage, GenerationRequest
+from .semantic import lower_priority
 from .styles import BUILTIN_STYLES
 
 COLOUR_WORDS: dict[str, tuple[int, int, int]] = {
@@ -79,9 +80,12 @@ class LocalGenerator:
 
     def __init__(self, latency_ms: int = 0) -> None:
         self.latency_s = max(0, latency_ms) / 1000
-        # Its own threads, as a provider's work is elsewhere: a burst of drawings never
-        # queues ahead of the gateway's file reads in the loop's default executor.
-        self._threads = ThreadPoolExecutor(DRAWING_THREADS, thread_name_prefix="promptpix-local")
+        # Its own threads, at background priority, as a provider's work is elsewhere: a
+        # burst of drawings neither queues ahead of the gateway's file reads in the loop's
+        # default executor nor takes the cores from the requests it stands in for.
+        self._threads = ThreadPoolExecutor(
+            DRAWING_THREADS, thread_name_prefix="promptpix-local", initializer=lower_priority
+        )
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage:
         started = time.perf_counter()

@@ -171,7 +171,13 @@ def _settle(
 
 
 BATCH = 32  # jobs embedded in one forward pass at most
-BACKGROUND_NICE = 10  # the embedding thread's scheduling priority (Linux: per thread)
+BACKGROUND_NICE = 10  # the scheduling priority of background threads (Linux: per thread)
+
+
+def lower_priority() -> None:
+    """Make the calling thread background work: answers come first when the cores are busy."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
 
 
 class EmbeddingService:
@@ -215,9 +221,7 @@ class EmbeddingService:
         return self._model
 
     def _run(self) -> None:
-        # Embedding is background work: answers come first when the cores are busy.
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        lower_priority()  # embedding is background work
         while True:
             job = self._jobs.get()
             if job is None:
