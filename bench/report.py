@@ -155,8 +155,10 @@ def _generation_lines(gen: dict[str, Any]) -> list[str]:
     stages = ", ".join(f"{k} {_ms(v)}" for k, v in gen["stages_p50_ms"].items())
     cpu = gen.get("server_cpu_ms_per_miss")
     drawing = gen.get("drawing_cpu_ms")
+    own = cpu - drawing if cpu is not None and drawing is not None else None
     others = gen.get("other_cpu_ms_per_miss") or {}
     other_text = "".join(f"; {name}, {_ms(ms)}" for name, ms in others.items())
+    own_verdict = f" (target ≤ 5 ms: {verdict(own, 5, False)})" if has_target else ""
     return [
         f"### {label}",
         "",
@@ -168,9 +170,10 @@ def _generation_lines(gen: dict[str, Any]) -> list[str]:
         f"{gen['client_max_ms']:.0f} ms.",
         "",
         f"CPU per generation (/proc user + system time over the run, divided by the misses): "
-        f"the gateway's {gen.get('workers', 1)} workers **{_ms(cpu)}**, of which the local "
+        f"the gateway's {gen.get('workers', 1)} workers {_ms(cpu)}, of which the local "
         f"generator's drawing (a provider's work, done elsewhere in production) is about "
-        f"{_ms(drawing)}{other_text}. With the background work the misses left "
+        f"{_ms(drawing)}: the gateway's own work, **{_ms(own)}**{own_verdict}{other_text}. "
+        "With the background work the misses left "
         f"(embedding their prompts, once the burst is over) the gateway's figure is "
         f"{_ms(gen.get('server_cpu_ms_per_miss_with_background'))}.",
         "",
