@@ -411,6 +411,7 @@ class ImageService:
                 self.settings.max_source_pixels,
                 is_transparent(gen.style),
                 unbounded=True,
+                later=True,  # answers whose variant is being made leave first
             )
             self._stage(timings, "analyse", t0)
 
