@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyvips
 
+from transforms.jpeg import segments
+
 from .base import GeneratedImage, GenerationRequest
 from .semantic import lower_priority
 from .styles import BUILTIN_STYLES
@@ -293,14 +295,12 @@ _RESTART = re.compile(rb"\xff[\xd0-\xd7]")
 
 def _scan(jpeg: bytes) -> tuple[int, bytes]:
     """Where the entropy-coded data starts, and the tables it is coded with."""
-    pos, tables = 2, []
-    while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF:
-        marker, length = jpeg[pos + 1], int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
+    tables = []
+    for marker, start, end in segments(jpeg):
         if marker in (0xDB, 0xC4):  # quantisation and Huffman tables
-            tables.append(jpeg[pos : pos + 2 + length])
-        pos += 2 + length
-        if marker == 0xDA:  # start of scan: its header ends where the data begins
-            return pos, b"".join(tables)
+            tables.append(jpeg[start:end])
+        elif marker == 0xDA:
+            return end, b"".join(tables)
     raise ValueError("no scan in this JPEG")
 
 

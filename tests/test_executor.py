@@ -100,5 +100,7 @@ def test_close_stops_the_threads_and_fails_what_still_waits() -> None:
         with pytest.raises(PoolFull):
             await queued
         assert threads and not any(t.is_alive() for t in threads)
+        with pytest.raises(PoolFull):  # a closed pool refuses at once, it never hangs
+            await asyncio.wait_for(pool.run(lambda: "after"), 1)
 
     asyncio.run(run())

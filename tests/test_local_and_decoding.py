@@ -161,7 +161,7 @@ def test_saliency_flattens_alpha_on_white() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])
-def test_a_decode_that_is_already_the_answer_is_encoded_as_it_is(fmt: str) -> None:
+def test_a_decode_that_is_already_the_variant_comes_out_unchanged(fmt: str) -> None:
     data = local.render(request("a yellow kite over a green hill"))
     source = decode(data, 10**8, 4)  # 1024 at 1/4: the 256 px asked for, no step to run
     out = render(source, (1024, 1024), (0.5, 0.5), (1, 1), params(width=256, fmt=fmt), 4096)

@@ -41,6 +41,8 @@ class TransformPool:
     ) -> T:
         """`unbounded` work (decoding an answer already paid for) is never turned away;
         `later` work waits while work that finishes an answer is queued."""
+        if self._closed:
+            raise PoolFull("the transform pool has shut down")
         if not unbounded and self.pending >= self.threads + self.queue:
             raise PoolFull(f"{self.pending} transforms running or queued")
         self._start()

@@ -13,6 +13,7 @@ libvips would use (4:2:0 chroma below quality 90, standard Huffman tables, no me
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,15 +32,16 @@ class PlainJpeg:
     height: int
 
 
-def plain_jpeg(data: bytes) -> PlainJpeg | None:
-    """The size of a plain JPEG (see the module), from its markers; None for anything else."""
+def segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """A JPEG's header segments, up to and including its start of scan, as (marker, start,
+    end): the segment is `data[start:end]`, its body `data[start + 4:end]`; after the start
+    of scan, `end` is where the entropy-coded data begins. Stops at anything malformed."""
     if not data.startswith(b"\xff\xd8"):
-        return None
-    pos, size = 2, None
-    end = len(data)
-    while pos + 4 <= end:
+        return
+    pos, size = 2, len(data)
+    while pos + 4 <= size:
         if data[pos] != 0xFF:
-            return None
+            return
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -48,9 +50,20 @@ def plain_jpeg(data: bytes) -> PlainJpeg | None:
             pos += 2
             continue
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        body = data[pos + 4 : pos + 2 + length]
-        if length < 2 or len(body) != length - 2:
-            return None
+        end = pos + 2 + length
+        if length < 2 or end > size:
+            return
+        yield marker, pos, end
+        if marker == 0xDA:
+            return
+        pos = end
+
+
+def plain_jpeg(data: bytes) -> PlainJpeg | None:
+    """The size of a plain JPEG (see the module), from its markers; None for anything else."""
+    size = None
+    for marker, start, end in segments(data):
+        body = data[start + 4 : end]
         if marker == 0xE1 and body.startswith(b"Exif\x00\x00"):
             if _orientation(body[6:]) not in (None, 1):
                 return None
@@ -67,7 +80,6 @@ def plain_jpeg(data: bytes) -> PlainJpeg | None:
             size = PlainJpeg(width, height)
         elif marker == 0xDA:  # start of scan: every header marker has been seen
             return size
-        pos += 2 + length
     return None
 
 
