@@ -1,15 +1,20 @@
 """The S3 store (MinIO, AWS S3, Cloudflare R2, SeaweedFS) through aiobotocore.
 
-Each original is two objects: the image, then `KEY.json` with its metadata. The JSON is
-written last and only if absent (`If-None-Match: *`), so it marks a complete original and
-the first writer wins; the store alone is enough to rebuild the index.
+Each original is one object, `KEY`: the image, with its metadata in the object's own
+(`x-amz-meta-`) metadata, so one PUT stores it and one GET reads it back. It is written only
+if absent (`If-None-Match: *`): the first writer wins, and the object's existence means a
+complete original. Metadata too large for S3's 2 KB of user metadata goes in a sidecar,
+`KEY.DIGEST.json`, written before the image that names it. The store alone is enough to
+rebuild the index.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
+import zlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -19,11 +24,14 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .filestore import EXTENSIONS
 from .keys import is_key
 from .store import StoredOriginal, StoreUnavailable, StoreUnreachable
 
 MISSING = {"NoSuchKey", "404", "NotFound"}
+LOST_RACE = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+INLINE = "promptpix"  # user metadata: the original's metadata, JSON, deflated, base64
+SIDECAR = "promptpix-sidecar"  # user metadata: the name of the sidecar that holds it
+INLINE_LIMIT = 1900  # bytes of encoded metadata kept inline (S3 allows 2 KB in all)
 
 
 class S3Store:
@@ -76,10 +84,12 @@ class S3Store:
             secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
         )
 
-    def _name(self, key: str, suffix: str) -> str:
+    def _name(self, name: str) -> str:
+        """The object name of an original (its key) or of a sidecar (`KEY.DIGEST.json`)."""
+        key = name.split(".", 1)[0]
         if not is_key(key):
             raise ValueError("not a content key")
-        path = f"originals/{key[:2]}/{key}{suffix}"
+        path = f"originals/{key[:2]}/{name}"
         return f"{self.prefix}/{path}" if self.prefix else path
 
     async def _s3(self) -> Any:
@@ -107,29 +117,23 @@ class S3Store:
     async def get(self, key: str) -> StoredOriginal | None:
         async with _mapped("get", key):
             client = await self._s3()
-            meta = await self._meta(client, key)
-            if meta is None:
-                return None
             try:
-                data = await _read(client, self.bucket, self._file(key, meta))
+                obj = await client.get_object(Bucket=self.bucket, Key=self._name(key))
             except ClientError as exc:
                 if _code(exc) in MISSING:
                     return None
                 raise
+            async with obj["Body"] as body:
+                data: bytes = await body.read()
+            meta = await self._meta(client, key, obj.get("Metadata") or {})
         return StoredOriginal(key, data, meta)
 
-    def _file(self, key: str, meta: Mapping[str, Any]) -> str:
-        name = str(meta.get("file") or f"{key}{meta.get('ext', '')}")
-        if not name.startswith(key) or "/" in name:
-            raise StoreUnavailable(f"s3 get {key}: metadata names a foreign file {name!r}")
-        return self._name(key, name[len(key) :])
-
     async def head(self, key: str) -> bool:
-        """Whether a complete original (its metadata object) is stored, without reading it."""
+        """Whether a complete original is stored, without reading it."""
         async with _mapped("head", key):
             client = await self._s3()
             try:
-                await client.head_object(Bucket=self.bucket, Key=self._name(key, ".json"))
+                await client.head_object(Bucket=self.bucket, Key=self._name(key))
             except ClientError as exc:
                 if _code(exc) in MISSING:
                     return False
@@ -137,49 +141,57 @@ class S3Store:
         return True
 
     async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
-        content_type = str(meta.get("content_type", "application/octet-stream"))
-        ext = EXTENSIONS.get(content_type, ".bin")
-        # The image's name carries a digest of its bytes: a writer that loses the race for
-        # the metadata never overwrites the image the winner's metadata describes.
-        file = f"{key}.{blake3.blake3(data).hexdigest()[:16]}{ext}"
-        record = {**meta, "key": key, "ext": ext, "file": file}
+        record = {k: v for k, v in meta.items() if k not in ("file", "ext")}
+        record["key"] = key
+        raw = orjson.dumps(record)
+        packed = base64.b64encode(zlib.compress(raw)).decode("ascii")  # S3 headers: ASCII
+        sidecar = None
+        if len(packed) <= INLINE_LIMIT:
+            user_meta = {INLINE: packed}
+        else:  # named by its digest: a writer that loses the race never overwrites the winner's
+            sidecar = f"{key}.{blake3.blake3(raw).hexdigest()[:16]}.json"
+            user_meta = {SIDECAR: sidecar}
         async with _mapped("put", key):
             client = await self._s3()
-            await client.put_object(
-                Bucket=self.bucket,
-                Key=self._name(key, file[len(key) :]),
-                Body=data,
-                ContentType=content_type,
-                Metadata={"promptpix-key": key},
-            )
+            if sidecar is not None:
+                await client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._name(sidecar),
+                    Body=raw,
+                    ContentType="application/json",
+                )
             try:
                 await client.put_object(
                     Bucket=self.bucket,
-                    Key=self._name(key, ".json"),
-                    Body=orjson.dumps(record),
-                    ContentType="application/json",
+                    Key=self._name(key),
+                    Body=data,
+                    ContentType=str(meta.get("content_type", "application/octet-stream")),
+                    Metadata=user_meta,
                     IfNoneMatch="*",
                 )
             except ClientError as exc:
-                if _code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                if _code(exc) not in LOST_RACE:
                     raise
                 # Another replica stored this original first: its copy stands, ours goes.
-                theirs = await self._meta(client, key)
-                if theirs is not None and theirs.get("file") != file:
+                if sidecar is not None:
                     with contextlib.suppress(ClientError):
-                        await client.delete_object(
-                            Bucket=self.bucket, Key=self._name(key, file[len(key) :])
-                        )
+                        await client.delete_object(Bucket=self.bucket, Key=self._name(sidecar))
 
-    async def _meta(self, client: Any, key: str) -> dict[str, Any] | None:
+    async def _meta(self, client: Any, key: str, user_meta: Mapping[str, str]) -> dict[str, Any]:
+        """An original's metadata from its object's user metadata (or the sidecar it names)."""
         try:
-            meta: dict[str, Any] = orjson.loads(
-                await _read(client, self.bucket, self._name(key, ".json"))
-            )
-        except ClientError as exc:
-            if _code(exc) in MISSING:
-                return None
-            raise
+            if INLINE in user_meta:
+                meta: dict[str, Any] = orjson.loads(_unpack(user_meta[INLINE]))
+            elif SIDECAR in user_meta:
+                name = user_meta[SIDECAR]
+                if not name.startswith(f"{key}.") or "/" in name:
+                    raise StoreUnavailable(f"s3 get {key}: metadata names a foreign file {name!r}")
+                meta = orjson.loads(await _read(client, self.bucket, self._name(name)))
+            else:
+                meta = {}
+        except (ValueError, zlib.error) as exc:
+            raise StoreUnavailable(f"s3 get {key}: unreadable metadata: {exc}") from exc
+        meta.setdefault("key", key)
         return meta
 
     async def metadata(self) -> AsyncIterator[dict[str, Any]]:
@@ -189,11 +201,16 @@ class S3Store:
         paginator = client.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                name = item["Key"].rsplit("/", 1)[-1]
-                if name.endswith(".json") and is_key(name[:-5]):
-                    meta = orjson.loads(await _read(client, self.bucket, item["Key"]))
-                    meta.setdefault("key", name[:-5])
-                    yield meta
+                key = item["Key"].rsplit("/", 1)[-1]
+                if not is_key(key):  # a sidecar: read through the original that names it
+                    continue
+                try:
+                    head = await client.head_object(Bucket=self.bucket, Key=item["Key"])
+                except ClientError as exc:
+                    if _code(exc) in MISSING:
+                        continue
+                    raise
+                yield await self._meta(client, key, head.get("Metadata") or {})
 
     async def check(self) -> dict[str, Any]:
         info: dict[str, Any] = {"kind": "s3", "bucket": self.bucket, "endpoint": self.endpoint}
@@ -208,6 +225,10 @@ class S3Store:
     async def close(self) -> None:
         await self._stack.aclose()
         self._client = None
+
+
+def _unpack(packed: str) -> bytes:
+    return zlib.decompress(base64.b64decode(packed, validate=True))
 
 
 def _code(exc: ClientError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -128,12 +129,42 @@ def test_s3_store_round_trip(seaweed: SeaweedFS) -> None:
         assert listed[other]["prompt"] == "x" and listed[other]["content_type"] == "image/png"
         assert (await store.check())["status"] == "ok"
         await store.close()
-        # Only the two originals' objects remain (the losing writer's image is removed).
+        # One object per original: the image, its metadata in the object's own metadata.
         again = S3Store("roundtrip", "", endpoint=seaweed.endpoint, access_key="a", secret_key="b")
         client = await again._s3()
         page = await client.list_objects_v2(Bucket="roundtrip")
-        assert len(page["Contents"]) == 4
+        assert sorted(o["Key"] for o in page["Contents"]) == [
+            f"p/originals/ab/{key}",
+            f"p/originals/cd/{other}",
+        ]
+        head = await client.head_object(Bucket="roundtrip", Key=f"p/originals/cd/{other}")
+        assert head["ContentType"] == "image/png"
         await again.close()
+
+    asyncio.run(run())
+
+
+def test_s3_store_large_metadata_sidecar(seaweed: SeaweedFS) -> None:
+    """Metadata past S3's 2 KB of user metadata goes in a sidecar the image names."""
+
+    async def run() -> None:
+        store = S3Store("sidecar", "", endpoint=seaweed.endpoint, access_key="a", secret_key="b")
+        key = "ef" * 32
+        prompt = os.urandom(3000).hex()  # does not deflate below the inline limit
+        await store.put(key, b"\xff\xd8one", {"content_type": "image/jpeg", "prompt": prompt})
+        got = await store.get(key)
+        assert got is not None and got.data == b"\xff\xd8one" and got.meta["prompt"] == prompt
+        # A second writer loses the race: its sidecar goes, the first original stands.
+        await store.put(key, b"\xff\xd8two", {"content_type": "image/jpeg", "prompt": "y" + prompt})
+        got = await store.get(key)
+        assert got is not None and got.data == b"\xff\xd8one" and got.meta["prompt"] == prompt
+        assert [m["prompt"] async for m in store.metadata()] == [prompt]
+        client = await store._s3()
+        names = [o["Key"] for o in (await client.list_objects_v2(Bucket="sidecar"))["Contents"]]
+        assert len(names) == 2 and f"originals/ef/{key}" in names
+        [sidecar] = [n for n in names if n.endswith(".json")]
+        assert sidecar.startswith(f"originals/ef/{key}.")
+        await store.close()
 
     asyncio.run(run())
 
