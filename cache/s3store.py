@@ -172,10 +172,13 @@ class S3Store:
             except ClientError as exc:
                 if _code(exc) not in LOST_RACE:
                     raise
-                # Another replica stored this original first: its copy stands, ours goes.
+                # Another replica stored this original first: its copy stands, ours goes
+                # (unless the winner's metadata was byte for byte ours, and so its sidecar).
                 if sidecar is not None:
                     with contextlib.suppress(ClientError):
-                        await client.delete_object(Bucket=self.bucket, Key=self._name(sidecar))
+                        theirs = await client.head_object(Bucket=self.bucket, Key=self._name(key))
+                        if (theirs.get("Metadata") or {}).get(SIDECAR) != sidecar:
+                            await client.delete_object(Bucket=self.bucket, Key=self._name(sidecar))
 
     async def _meta(self, client: Any, key: str, user_meta: Mapping[str, str]) -> dict[str, Any]:
         """An original's metadata from its object's user metadata (or the sidecar it names)."""

@@ -159,6 +159,10 @@ def test_s3_store_large_metadata_sidecar(seaweed: SeaweedFS) -> None:
         got = await store.get(key)
         assert got is not None and got.data == b"\xff\xd8one" and got.meta["prompt"] == prompt
         assert [m["prompt"] async for m in store.metadata()] == [prompt]
+        # A loser whose metadata is byte for byte the winner's shares its sidecar: kept.
+        await store.put(key, b"\xff\xd8one", {"content_type": "image/jpeg", "prompt": prompt})
+        got = await store.get(key)
+        assert got is not None and got.meta["prompt"] == prompt
         client = await store._s3()
         names = [o["Key"] for o in (await client.list_objects_v2(Bucket="sidecar"))["Contents"]]
         assert len(names) == 2 and f"originals/ef/{key}" in names
