@@ -172,14 +172,18 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def wait_idle(pid: int, timeout: float = 60.0) -> None:
-    """Until a process tree stops using CPU (background work finished), or `timeout`."""
+def wait_idle(pid: int, timeout: float = 90.0, quiet_s: float = 2.5) -> None:
+    """Until a process tree has used (almost) no CPU for `quiet_s`, or `timeout`. The window
+    is longer than the gateway's own wait for a quiet moment (1 s) before it starts its
+    background work (embedding stored prompts), so that work is over, not about to begin."""
     deadline = time.monotonic() + timeout
-    last = cpu_seconds(pid)
+    quiet_since, last = time.monotonic(), cpu_seconds(pid)
     while time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.25)
         now = cpu_seconds(pid)
-        if now - last < 0.05:
+        if now - last > 0.03:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
             return
         last = now
 
