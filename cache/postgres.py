@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -190,7 +190,10 @@ class PgLeases:
     dies, even by `kill -9`, releases its locks as soon as PostgreSQL sees the connection
     close. Releases are announced with NOTIFY, so waiters wake at once; they also poll, which
     is how they notice a dead holder. Without the database, single-flight stays per process
-    (the store's conditional write still keeps the first original)."""
+    (the store's conditional write still keeps the first original).
+
+    Takes and releases asked for while a statement is under way go together in the next
+    one: a burst of misses costs a few round trips, not one each in turn."""
 
     def __init__(self, db: Postgres) -> None:
         self.db = db
@@ -198,7 +201,11 @@ class PgLeases:
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
         self._held: set[str] = set()
+        self._unlocking: set[str] = set()  # released, the unlock not yet run: not to be taken
         self._events: dict[str, asyncio.Event] = {}
+        self._takes = _Batch(self._take_many, abandoned=self._abandoned)
+        self._releases = _Batch(self._release_many)
+        self._releasing: set[asyncio.Task[None]] = set()
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -217,29 +224,63 @@ class PgLeases:
         if key in self._held:
             return None
         try:
-            async with self._lock:
-                conn = await self._connection()
-                got = await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_id(key))
+            got = await self._takes.ask(key)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("generation lock unavailable for %s (%s); going ahead", key, exc)
             return NoLease()
-        if not got:
-            return None
-        self._held.add(key)
-        return PgLease(self, key)
+        return PgLease(self, key) if got else None
+
+    async def _take_many(self, keys: list[str]) -> list[bool]:
+        # Only keys not held (a session lock taken twice would need two releases), each once.
+        busy = self._held | self._unlocking
+        wanted = [k for k in dict.fromkeys(keys) if k not in busy]
+        got: dict[str, bool] = {}
+        if wanted:
+            async with self._lock:
+                conn = await self._connection()
+                rows = await conn.fetch(
+                    "SELECT pg_try_advisory_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY"
+                    " AS t(k, i) ORDER BY i",
+                    [lock_id(k) for k in wanted],
+                )
+            got = {k: bool(r[0]) for k, r in zip(wanted, rows, strict=True)}
+        out = []
+        for k in keys:  # the same key asked twice at once: the first ask has it
+            out.append(got.pop(k, False))
+            if out[-1]:
+                self._held.add(k)
+        return out
+
+    def _abandoned(self, key: str) -> None:
+        """A lease taken for an asker that gave up meanwhile: give it back."""
+        task = asyncio.get_running_loop().create_task(self.release(key))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     async def release(self, key: str) -> None:
         if key not in self._held:
             return
         self._held.discard(key)
-        with contextlib.suppress(Exception):
-            async with self._lock:
-                conn = self._conn
-                if conn is None or conn.is_closed():
-                    return
-                await conn.execute(
-                    "SELECT pg_advisory_unlock($1), pg_notify($2, $3)", lock_id(key), CHANNEL, key
-                )
+        self._unlocking.add(key)
+        try:
+            with contextlib.suppress(Exception):
+                await self._releases.ask(key)
+        finally:
+            self._unlocking.discard(key)
+
+    async def _release_many(self, keys: list[str]) -> list[bool]:
+        async with self._lock:
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                return [False] * len(keys)
+            await conn.execute(
+                "SELECT pg_advisory_unlock(k), pg_notify($1, key)"
+                " FROM unnest($2::bigint[], $3::text[]) AS t(k, key)",
+                CHANNEL,
+                [lock_id(k) for k in keys],
+                keys,
+            )
+        return [True] * len(keys)
 
     async def wait(self, key: str, seconds: float) -> None:
         event = self._events.setdefault(key, asyncio.Event())
@@ -260,3 +301,42 @@ class PgLeases:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._conn.close(), 3)
             self._conn = None
+
+
+class _Batch:
+    """Calls `run` with every key asked for since its last call began: one call at a time,
+    each answering all the asks it took. A True answer whose asker gave up meanwhile goes to
+    `abandoned`."""
+
+    def __init__(
+        self,
+        run: Callable[[list[str]], Awaitable[list[bool]]],
+        abandoned: Callable[[str], None] | None = None,
+    ) -> None:
+        self._run = run
+        self._abandoned = abandoned
+        self._waiting: list[tuple[str, asyncio.Future[bool]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def ask(self, key: str) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((key, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                answers = await self._run([k for k, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (key, future), answer in zip(batch, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)
+                elif answer and self._abandoned is not None:
+                    self._abandoned(key)

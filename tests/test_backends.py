@@ -529,3 +529,26 @@ def test_index_writer_drops_only_a_refused_row() -> None:
         await writer.close()
 
     asyncio.run(run())
+
+
+def test_pg_leases_in_a_burst(postgres: PostgreSQL) -> None:
+    """Many takes at once go in few statements and each key still has one holder."""
+    from cache.postgres import PgLeases, Postgres
+
+    dsn = fresh_db(postgres)
+
+    async def run() -> None:
+        mine, theirs = PgLeases(Postgres(dsn)), PgLeases(Postgres(dsn))
+        keys = [f"{i:016x}" * 4 for i in range(1, 201)]
+        taken = await asyncio.gather(*(mine.try_acquire(k) for k in [*keys, keys[0]]))
+        assert sum(lease is not None for lease in taken) == 200  # the repeated key: once
+        assert not any(await asyncio.gather(*(theirs.try_acquire(k) for k in keys)))
+        assert await asyncio.to_thread(pg_count, dsn, HELD_LOCKS) == 200
+        await asyncio.gather(*(lease.release() for lease in taken if lease is not None))
+        assert await asyncio.to_thread(pg_count, dsn, HELD_LOCKS) == 0  # one count each
+        again = await asyncio.gather(*(theirs.try_acquire(k) for k in keys))
+        assert all(lease is not None for lease in again)
+        await mine.close()
+        await theirs.close()
+
+    asyncio.run(run())
