@@ -21,6 +21,12 @@ class Backends:
     leases: Leases
     spool: SpooledStore | None
 
+    @property
+    def lookup_index(self) -> bool:
+        """Whether a read should ask the index first: a remote store (a request each time)
+        with a database index (one query for many reads at once)."""
+        return self.spool is not None and isinstance(self.index.backend, Postgres)
+
     async def start(self) -> None:
         if self.spool is not None:
             await self.spool.start()

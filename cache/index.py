@@ -17,6 +17,9 @@ from typing import Any, Protocol
 
 log = logging.getLogger("promptpix.index")
 
+LOOKUP_TIMEOUT_S = 1.0  # a lookup slower than this is not worth waiting for
+LOOKUP_OFF_S = 5.0  # after a failed lookup, reads go to the store directly this long
+
 
 @dataclass(frozen=True, slots=True)
 class Row:
@@ -76,6 +79,7 @@ class IndexWriter:
         self.last_error: str | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._lookups_off_until = 0.0
 
     async def start(self) -> None:
         try:
@@ -137,6 +141,21 @@ class IndexWriter:
                 log.error("index refused a %s row, dropped: %s", row.table, exc)
             self.queue.popleft()
         self.last_error = None
+
+    async def known(self, key: str) -> bool | None:
+        """Whether the index lists an original, as a hint: its rows are written a little
+        after the store, so False means "most likely not stored", never "not stored". None
+        when the backend has no lookups, or did not answer (then not asked for a while)."""
+        lookup = getattr(self.backend, "has_original", None)
+        now = asyncio.get_running_loop().time()
+        if lookup is None or now < self._lookups_off_until:
+            return None
+        try:
+            return bool(await asyncio.wait_for(lookup(key), LOOKUP_TIMEOUT_S))
+        except Exception as exc:
+            self._lookups_off_until = now + LOOKUP_OFF_S
+            log.warning("index lookups off for %.0f s: %s", LOOKUP_OFF_S, exc)
+            return None
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the queue is empty (or the timeout passes)."""

@@ -81,6 +81,7 @@ class Postgres:
         self.min_size, self.max_size = min_size, max_size
         self.pool: asyncpg.Pool | None = None
         self._start_lock = asyncio.Lock()
+        self._lookups = _Batch(self._lookup_many)
 
     async def _pool(self) -> asyncpg.Pool:
         if self.pool is None:
@@ -128,6 +129,18 @@ class Postgres:
                     f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) {CONFLICT[table]}",
                     args,
                 )
+
+    async def has_original(self, key: str) -> bool:
+        """Whether the index lists the original; lookups asked at once share one query."""
+        return await self._lookups.ask(key)
+
+    async def _lookup_many(self, keys: list[str]) -> list[bool]:
+        pool = await self._pool()
+        rows = await pool.fetch(
+            "SELECT key FROM originals WHERE key = ANY($1::text[])", list(set(keys))
+        )
+        found = {r["key"] for r in rows}
+        return [k in found for k in keys]
 
     async def count(self, table: str) -> int:
         if table not in CONFLICT:

@@ -57,6 +57,7 @@ class App:
                 generation_timeout_s=cfg.generation_timeout_s,
                 memory_cache_bytes=cfg.memory_cache_mb << 20,
                 source_cache_bytes=cfg.source_cache_mb << 20,
+                lookup_index=self.backends.lookup_index,
             ),
             self.store,
             self.chain,

@@ -84,6 +84,9 @@ class ImageSettings:
     memory_cache_bytes: int
     source_cache_bytes: int
     lease_wait_s: float = 600.0
+    # A remote store with a database index: a read for an original the index does not list
+    # waits for the lease (the read after it decides), instead of a request to the store.
+    lookup_index: bool = False
 
 
 class ImageService:
@@ -310,7 +313,9 @@ class ImageService:
         self, gen: GenerationParams, key: str, timings: dict[str, float]
     ) -> tuple[Original, str]:
         started = time.perf_counter()
-        stored = await self._read(key)
+        stored = None
+        if not self.settings.lookup_index or await self.index.known(key) is not False:
+            stored = await self._read(key)
         self._stage(timings, "store_read", started)
         if stored is not None:
             return await self._from_store(stored, gen), TRANSFORM

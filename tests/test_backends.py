@@ -393,6 +393,15 @@ def test_reindex_rebuilds_from_store(
     finally:
         gw.stop()
     empty = fresh_db(postgres)
+    # An index that does not list them yet: stored originals are still found, not generated.
+    fresh = Gateway(tmp_path / "fresh", {**env, "PROMPTPIX_DATABASE_URL": empty}).start()
+    try:
+        r = httpx.get(fresh.url + "/i/demo?prompt=indexed+0&w=24", timeout=30)
+        assert r.status_code == 200 and r.headers["x-cache-status"] == "TRANSFORM"
+        assert generations(fresh.url) == 0
+    finally:
+        fresh.stop()
+    wait_until(lambda: pg_count(empty, "SELECT count(*) FROM variants") == 1, 10, "index write")
     out = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "reindex"],
         env={**__import__("os").environ, **env, "PROMPTPIX_DATABASE_URL": empty},
@@ -550,5 +559,40 @@ def test_pg_leases_in_a_burst(postgres: PostgreSQL) -> None:
         assert all(lease is not None for lease in again)
         await mine.close()
         await theirs.close()
+
+    asyncio.run(run())
+
+
+def test_index_lookups(postgres: PostgreSQL) -> None:
+    """The index answers whether it lists an original; a database that does not answer
+    gives no answer at once, and is not asked again for a while."""
+    from cache.index import IndexWriter, original_row
+    from cache.postgres import Postgres
+
+    dsn = fresh_db(postgres)
+
+    async def run() -> None:
+        index = IndexWriter(Postgres(dsn), linger_s=0)
+        await index.start()
+        key = "ab" * 32
+        assert await index.known(key) is False
+        index.add(original_row({"key": key, "prompt": "p", "created_at": time.time()}))
+        assert await index.flush()
+        found = await asyncio.gather(*(index.known(k) for k in [key, "cd" * 32, key]))
+        assert found == [True, False, True]
+        await index.close()
+
+        # A server that takes connections and never answers: the lookup gives up in time.
+        import socket
+
+        with socket.create_server(("127.0.0.1", 0)) as silent:
+            port = silent.getsockname()[1]
+            down = IndexWriter(Postgres(f"postgresql://x@127.0.0.1:{port}/x"))
+            started = time.monotonic()
+            assert await down.known(key) is None
+            assert time.monotonic() - started < 2.5
+            started = time.monotonic()
+            assert await down.known(key) is None  # not asked again meanwhile
+            assert time.monotonic() - started < 0.1
 
     asyncio.run(run())
