@@ -95,6 +95,15 @@ def write_report(res: Results, machine: str) -> None:
             "makes the variant, and the answer waits for both).",
             "",
         ]
+        idle = cost.get("idle_penalty")
+        if idle:
+            lines += [
+                "The machine's part: the same analysis (decode and focal point of one "
+                f"placeholder) takes {_ms(idle['warm_ms'])} of CPU warm and "
+                f"{_ms(idle['after_idle_ms'])} after 2 s of idleness, measured in the "
+                "benchmark's own process; a lone miss starts from idle each time.",
+                "",
+            ]
     if res.generation and not any("PostgreSQL" in g["label"] for g in res.generation):
         lines.append("S3 + PostgreSQL: not measured in this run (see the notes below).")
 

@@ -294,6 +294,29 @@ def drawing_cost(count: int = 200) -> float:
     return (time.process_time() - started) * 1000 / count
 
 
+def idle_penalty(idle_s: float = 2.0, samples: int = 7) -> dict[str, float]:
+    """CPU ms of one new original's analysis (decode and focal point), warm and after
+    `idle_s` of idleness, here in this process: what a lone miss pays on a machine whose
+    cores are slow to come back from idle, whatever the gateway does."""
+    from gateway.images import _analyse
+    from generators.base import GenerationRequest
+    from generators.local import render
+    from transforms.vips import configure
+
+    configure()
+    data = render(GenerationRequest("0" * 64, "idle penalty", (1, 1), (1024, 1024), "", 0, ""))
+    out = {}
+    for label, pause in (("warm_ms", 0.0), ("after_idle_ms", idle_s)):
+        times = []
+        for _ in range(samples):
+            time.sleep(pause)
+            started = time.thread_time()
+            _analyse(data, 100_000_000)
+            times.append((time.thread_time() - started) * 1000)
+        out[label] = statistics.median(times)
+    return out
+
+
 def miss_cost(workers: int, count: int = 20, latency_ms: int = 2000) -> dict[str, Any]:
     """One miss at a time, the generator answering after `latency_ms`: what the gateway adds
     to a generation, as a client sees it (its latency - `latency_ms`) and by stage."""
@@ -322,6 +345,7 @@ def miss_cost(workers: int, count: int = 20, latency_ms: int = 2000) -> dict[str
             asyncio.run(one(i))
     stages = ("parse", "store_read", "lease", "generate", "analyse", "store", "transform", "total")
     return {
+        "idle_penalty": idle_penalty(),
         "misses": len(added),
         "added_p50_ms": statistics.median(added) if added else None,
         "added_min_ms": min(added, default=None),
