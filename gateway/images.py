@@ -478,11 +478,16 @@ class ImageService:
             "generator_details": dict(image.details),
             "created_at": time.time(),
         }
-        stored = asyncio.ensure_future(
-            self._store(key, image.data, meta, gen, list(result.attempted), timings, release)
+        # Answers wait for `written` (the store write); the task goes on to release the
+        # lease and index the original.
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        storing = asyncio.ensure_future(
+            self._store(
+                key, image.data, meta, gen, list(result.attempted), timings, release, written
+            )
         )
-        self._storing.add(stored)
-        stored.add_done_callback(self._storing.discard)
+        self._storing.add(storing)
+        storing.add_done_callback(self._storing.discard)
         return Original(
             key,
             image.data,
@@ -492,7 +497,7 @@ class ImageService:
             gen.ratio,
             image.generator,
             meta,
-            stored,
+            written,
         )
 
     async def _store(
@@ -504,15 +509,24 @@ class ImageService:
         attempted: list[str],
         timings: dict[str, float],
         release: Callable[[], Awaitable[None]],
+        written: asyncio.Future[None],
     ) -> None:
         started = time.perf_counter()
         try:
             try:
                 await self.store.put(key, data, meta)
-            except StoreUnavailable as exc:
+            except StoreUnavailable as exc:  # the spool keeps it, when there is one
                 self.metrics.store_errors.inc("put")
                 log.error("store write failed for %s (served from memory): %s", key, exc)
             self._stage(timings, "store", started)
+        except asyncio.CancelledError:
+            written.cancel()
+            raise
+        except BaseException as exc:
+            written.set_exception(exc)
+            raise
+        else:
+            written.set_result(None)
         finally:
             await release()
         if self.semantic is not None:  # embedded after the answer, off the event loop
