@@ -69,6 +69,7 @@ CONFLICT = {
     "generations": "",
 }
 CHANNEL = "promptpix_stored"
+OFF_S = 5.0  # how long leases are not asked for after the database failed to answer
 
 
 class Postgres:
@@ -202,7 +203,8 @@ class PgLeases:
     process. A lock lives exactly as long as the connection that took it, so a replica that
     dies, even by `kill -9`, releases its locks as soon as PostgreSQL sees the connection
     close. Releases are announced with NOTIFY, so waiters wake at once; they also poll, which
-    is how they notice a dead holder. Without the database, single-flight stays per process
+    is how they notice a dead holder. Without the database (and for `OFF_S` after it failed to
+    answer), single-flight stays per process
     (the store's conditional write still keeps the first original).
 
     Takes and releases asked for while a statement is under way go together in the next
@@ -219,6 +221,7 @@ class PgLeases:
         self._takes = _Batch(self._take_many, abandoned=self._abandoned)
         self._releases = _Batch(self._release_many)
         self._releasing: set[asyncio.Task[None]] = set()
+        self._off_until = 0.0  # after a failure, misses go ahead without asking until then
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -236,10 +239,15 @@ class PgLeases:
     async def try_acquire(self, key: str) -> Lease | None:
         if key in self._held:
             return None
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._off_until:  # the database did not answer a moment ago
+            return NoLease()
         try:
             got = await self._takes.ask(key)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("generation lock unavailable for %s (%s); going ahead", key, exc)
+            if loop.time() >= self._off_until:
+                log.warning("generation locks unavailable (%s): going ahead for %.0f s", exc, OFF_S)
+            self._off_until = loop.time() + OFF_S
             return NoLease()
         return PgLease(self, key) if got else None
 

@@ -596,3 +596,27 @@ def test_index_lookups(postgres: PostgreSQL) -> None:
             assert time.monotonic() - started < 0.1
 
     asyncio.run(run())
+
+
+def test_pg_leases_when_the_database_does_not_answer() -> None:
+    """A database that takes connections and never answers costs one wait, not one a miss:
+    misses go ahead (single-flight per process) without asking again for a while."""
+    import socket
+
+    from cache.leases import NoLease
+    from cache.postgres import PgLeases, Postgres
+
+    async def run() -> None:
+        with socket.create_server(("127.0.0.1", 0)) as silent:
+            port = silent.getsockname()[1]
+            leases = PgLeases(Postgres(f"postgresql://x@127.0.0.1:{port}/x"))
+            started = time.monotonic()
+            first = await asyncio.gather(*(leases.try_acquire(f"{i:016x}" * 4) for i in range(20)))
+            assert all(isinstance(lease, NoLease) for lease in first)
+            assert time.monotonic() - started < 5  # one connection timeout (3 s) for all
+            started = time.monotonic()
+            assert isinstance(await leases.try_acquire("ab" * 32), NoLease)
+            assert time.monotonic() - started < 0.1  # not asked again meanwhile
+            await leases.close()
+
+    asyncio.run(run())
