@@ -153,8 +153,9 @@ class IndexWriter:
         try:
             return bool(await asyncio.wait_for(lookup(key), LOOKUP_TIMEOUT_S))
         except Exception as exc:
+            if now >= self._lookups_off_until:  # once for the asks that failed together
+                log.warning("index lookups off for %.0f s: %s", LOOKUP_OFF_S, exc)
             self._lookups_off_until = now + LOOKUP_OFF_S
-            log.warning("index lookups off for %.0f s: %s", LOOKUP_OFF_S, exc)
             return None
 
     async def flush(self, timeout: float = 5.0) -> bool:

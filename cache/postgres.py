@@ -204,8 +204,8 @@ class PgLeases:
     dies, even by `kill -9`, releases its locks as soon as PostgreSQL sees the connection
     close. Releases are announced with NOTIFY, so waiters wake at once; they also poll, which
     is how they notice a dead holder. Without the database (and for `OFF_S` after it failed to
-    answer), single-flight stays per process
-    (the store's conditional write still keeps the first original).
+    answer), single-flight stays per process (the store's conditional write still keeps the
+    first original).
 
     Takes and releases asked for while a statement is under way go together in the next
     one: a burst of misses costs a few round trips, not one each in turn."""
