@@ -314,8 +314,11 @@ class ImageService:
     ) -> tuple[Original, str]:
         started = time.perf_counter()
         stored = None
-        if not self.settings.lookup_index or await self.index.known(key) is not False:
-            stored = await self._read(key)
+        listed = await self.index.known(key) if self.settings.lookup_index else None
+        if listed is not False:
+            # An original the index lists is not generated again (paid twice, and answered
+            # with other bytes than the stored ones) because the store cannot be read now.
+            stored = await self._read(key, or_fail=listed is True)
         self._stage(timings, "store_read", started)
         if stored is not None:
             return await self._from_store(stored, gen), TRANSFORM
@@ -351,12 +354,15 @@ class ImageService:
         self.originals.put(key, original)
         return original, MISS
 
-    async def _read(self, key: str) -> StoredOriginal | None:
+    async def _read(self, key: str, or_fail: bool = False) -> StoredOriginal | None:
+        """The stored original, or None if absent or (unless `or_fail`) unreadable."""
         try:
             return await self.store.get(key)
         except StoreUnavailable as exc:
             self.metrics.store_errors.inc("get")
             log.warning("store read failed for %s: %s", key, exc)
+            if or_fail:
+                raise
             return None
 
     async def _from_store(self, stored: StoredOriginal, gen: GenerationParams) -> Original:

@@ -620,3 +620,35 @@ def test_pg_leases_when_the_database_does_not_answer() -> None:
             await leases.close()
 
     asyncio.run(run())
+
+
+def test_an_indexed_original_is_not_generated_again_while_the_store_is_down(
+    postgres: PostgreSQL, tmp_path: Path
+) -> None:
+    weed = SeaweedFS(tmp_path / "weed").start()
+    dsn = fresh_db(postgres)
+    env = {**s3_env(weed.endpoint, "indexed", tmp_path / "spool-a", dsn)}
+    a = Gateway(tmp_path / "a", env).start()
+    b = Gateway(tmp_path / "b", {**env, "PROMPTPIX_SPOOL_DIR": str(tmp_path / "spool-b")})
+    try:
+        url = "/i/demo?prompt=stored+before+the+outage"
+        assert httpx.get(a.url + url + "&w=64", timeout=30).status_code == 200
+        wait_until(lambda: pg_count(dsn, "SELECT count(*) FROM originals") == 1, 10, "index")
+        b.start()  # a replica that has never seen it
+        weed.stop()
+        r = httpx.get(b.url + url + "&w=48", timeout=30)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+        assert r.headers["retry-after"] == "5"
+        assert generations(b.url) == 0
+        # An original nobody has made is still generated (and spooled) meanwhile.
+        new = httpx.get(b.url + "/i/demo?prompt=new+during+the+outage&w=48", timeout=30)
+        assert new.status_code == 200 and new.headers["x-cache-status"] == "MISS"
+        weed.start()
+        wait_until(
+            lambda: httpx.get(b.url + url + "&w=48", timeout=30).status_code == 200, 30, "read"
+        )
+        assert generations(b.url) == 1  # the new one only
+    finally:
+        b.stop()
+        a.stop()
+        weed.stop()
