@@ -57,21 +57,27 @@ class NoLease:
 class FileLease:
     def __init__(self, leases: FileLeases, offset: int) -> None:
         self.leases, self.offset = leases, offset
+        self.released = False
 
     async def release(self) -> None:
-        self.leases.unlock(self.offset)
+        if not self.released:  # once: a later holder of the key keeps its lock
+            self.released = True
+            self.leases.unlock(self.offset)
 
 
 class FileLeases:
     """A one-byte lock per key in one lock file, at an offset taken from the key: every
     worker on one machine, released on any exit (the kernel drops a dead process's locks).
-    Open-file-description locks on Linux, so two holders in one process exclude each other
-    too; elsewhere POSIX record locks, which do so between processes only. One system call
+    Open-file-description locks on Linux, so two instances in one process exclude each
+    other too; elsewhere POSIX record locks, which do so between processes only. One system call
     takes a lease and one gives it back: nothing is created or removed per key."""
 
     def __init__(self, root: Path) -> None:
         self.path = root / "leases.lock"
         self._fd: int | None = None
+        # The kernel lets one open file take its own lock again: what this instance holds
+        # is refused here, as another holder's is refused by the kernel.
+        self._held: set[int] = set()
 
     def _file(self) -> int:
         if self._fd is None:
@@ -83,12 +89,14 @@ class FileLeases:
         if not is_key(key):
             raise ValueError("not a content key")
         offset = int(key[:15], 16)  # 60 bits: a valid file offset, collisions negligible
-        if not _range_lock(self._file(), offset, fcntl.F_WRLCK):
+        if offset in self._held or not _range_lock(self._file(), offset, fcntl.F_WRLCK):
             return None
+        self._held.add(offset)
         return FileLease(self, offset)
 
     def unlock(self, offset: int) -> None:
         if self._fd is not None:
+            self._held.discard(offset)
             _range_lock(self._fd, offset, fcntl.F_UNLCK)
 
     async def wait(self, key: str, seconds: float) -> None:

@@ -193,9 +193,12 @@ def lock_id(key: str) -> int:
 class PgLease:
     def __init__(self, leases: PgLeases, key: str) -> None:
         self.leases, self.key = leases, key
+        self.released = False
 
     async def release(self) -> None:
-        await self.leases.release(self.key)
+        if not self.released:  # once: a later holder of the key keeps its lock
+            self.released = True
+            await self.leases.release(self.key)
 
 
 class PgLeases:

@@ -555,6 +555,13 @@ def test_pg_leases_in_a_burst(postgres: PostgreSQL) -> None:
         assert await asyncio.to_thread(pg_count, dsn, HELD_LOCKS) == 200
         await asyncio.gather(*(lease.release() for lease in taken if lease is not None))
         assert await asyncio.to_thread(pg_count, dsn, HELD_LOCKS) == 0  # one count each
+        # A lease released twice leaves a later holder of its key alone.
+        stale = next(lease for lease in taken if lease is not None)
+        later = await mine.try_acquire(stale.key)
+        assert later is not None
+        await stale.release()
+        assert await theirs.try_acquire(stale.key) is None
+        await later.release()
         again = await asyncio.gather(*(theirs.try_acquire(k) for k in keys))
         assert all(lease is not None for lease in again)
         await mine.close()

@@ -53,6 +53,7 @@ def test_one_holder_per_key_in_and_across_processes(tmp_path: Path) -> None:
         lease = await a.try_acquire(KEY)
         assert lease is not None
         assert await b.try_acquire(KEY) is None  # another holder in this process
+        assert await a.try_acquire(KEY) is None  # and the same holder, asking again
         other = await b.try_acquire(OTHER)  # another key is free
         assert other is not None
         proc, said = holder(tmp_path, KEY)  # and another process
@@ -61,6 +62,11 @@ def test_one_holder_per_key_in_and_across_processes(tmp_path: Path) -> None:
         finally:
             stop(proc)
         await lease.release()
+        second = await a.try_acquire(KEY)
+        assert second is not None
+        await lease.release()  # released twice: the new lease still holds
+        assert await b.try_acquire(KEY) is None
+        await second.release()
         again = await b.try_acquire(KEY)
         assert again is not None
         await again.release()
