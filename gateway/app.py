@@ -16,7 +16,7 @@ from transforms.vips import configure
 
 from . import health, providers
 from .config import Config
-from .errors import NotFound
+from .errors import MethodNotAllowed, NotFound
 from .images import ImageService, ImageSettings
 from .live import ROUTE, LiveImages
 from .metrics import Metrics
@@ -32,6 +32,19 @@ LIVE_PREFIX = ROUTE + "/"
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await send_error(send, NotFound(f"no route for {scope.get('path', '')[:200]}"))
+
+
+class _Route(Route):
+    """A route whose wrong method gets the gateway's JSON 405, not Starlette's plain text."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            allow = ", ".join(sorted(self.methods))
+            await send_error(
+                send, MethodNotAllowed(f"{scope['method']} is not allowed here", allow=allow)
+            )
+            return
+        await super().handle(scope, receive, send)
 
 
 class App:
@@ -81,10 +94,10 @@ class App:
         )
         self.router = Router(
             routes=[
-                Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
-                Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
-                Route("/metrics", health.metrics, methods=["GET"]),
-                Route("/v1/providers", providers.providers, methods=["GET", "HEAD"]),
+                _Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
+                _Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
+                _Route("/metrics", health.metrics, methods=["GET"]),
+                _Route("/v1/providers", providers.providers, methods=["GET", "HEAD"]),
             ],
             default=_not_found,
         )

@@ -66,6 +66,10 @@ class MethodNotAllowed(GatewayError):
     status = 405
     code = "method_not_allowed"
 
+    def __init__(self, message: str, *, allow: str = "GET, HEAD, OPTIONS") -> None:
+        super().__init__(message)
+        self.allow = allow  # the `Allow` header: the methods the route answers
+
 
 class ContentRefused(GatewayError):
     status = 422

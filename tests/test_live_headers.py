@@ -177,6 +177,14 @@ def test_healthz(live: httpx.Client) -> None:
     assert r.json()["status"] == "ok"
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/v1/providers"])
+def test_other_routes_answer_a_wrong_method_in_json(live: httpx.Client, path: str) -> None:
+    r = live.post(path, content=b"{}")
+    assert_error(r, 405, "method_not_allowed")
+    assert r.headers["allow"] == "GET, HEAD"
+    assert live.head(path).status_code == 200
+
+
 def test_readyz_reports_each_dependency(live: httpx.Client) -> None:
     r = live.get("/readyz")
     assert r.status_code == 200
