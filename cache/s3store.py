@@ -25,10 +25,12 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .keys import is_key
-from .store import StoredOriginal, StoreUnavailable, StoreUnreachable
+from .store import StoredOriginal, StoreUnavailable, StoreUnreachable, split_s3_url
 
 MISSING = {"NoSuchKey", "404", "NotFound"}
 LOST_RACE = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+# Creating the bucket failed only because it exists, or another replica is creating it.
+BUCKET_EXISTS = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists", "OperationAborted"}
 INLINE = "promptpix"  # user metadata: the original's metadata, JSON, deflated, base64
 SIDECAR = "promptpix-sidecar"  # user metadata: the name of the sidecar that holds it
 INLINE_LIMIT = 1900  # bytes of encoded metadata kept inline (S3 allows 2 KB in all)
@@ -67,14 +69,12 @@ class S3Store:
         self._client: Any = None
         self._lock = asyncio.Lock()
         self._bucket_ready = False
+        self._ensuring: asyncio.Future[None] | None = None  # one bucket check for every caller
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> S3Store:
         env = os.environ if env is None else env
-        rest = url[len("s3://") :]
-        bucket, _, prefix = rest.partition("/")
-        if not bucket:
-            raise ValueError("an s3:// store URL needs a bucket: s3://bucket/prefix")
+        bucket, prefix = split_s3_url(url)
         return cls(
             bucket,
             prefix,
@@ -101,7 +101,10 @@ class S3Store:
                         session.create_client("s3", **self._opts)
                     )
         if not self._bucket_ready:
-            await self._ensure_bucket(self._client)
+            if self._ensuring is None or self._ensuring.done():
+                self._ensuring = asyncio.ensure_future(self._ensure_bucket(self._client))
+                self._ensuring.add_done_callback(_consume)
+            await asyncio.shield(self._ensuring)
         return self._client
 
     async def _ensure_bucket(self, client: Any) -> None:
@@ -110,8 +113,11 @@ class S3Store:
         except ClientError as exc:
             if _code(exc) not in MISSING:
                 raise
-            with contextlib.suppress(ClientError):  # another replica may create it first
+            try:
                 await client.create_bucket(Bucket=self.bucket)
+            except ClientError as created:
+                if _code(created) not in BUCKET_EXISTS:
+                    raise
         self._bucket_ready = True
 
     async def get(self, key: str) -> StoredOriginal | None:
@@ -232,6 +238,12 @@ class S3Store:
 
 def _unpack(packed: str) -> bytes:
     return zlib.decompress(base64.b64decode(packed, validate=True))
+
+
+def _consume(done: asyncio.Future[None]) -> None:
+    """Retrieve a failed bucket check's error, even when every caller stopped waiting."""
+    if not done.cancelled():
+        done.exception()
 
 
 def _code(exc: ClientError) -> str:

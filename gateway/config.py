@@ -6,11 +6,14 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from cache.store import store_path
 from generators.chain import default_generators
 from transforms.formats import FORMATS
 
 DEFAULT_CACHE_CONTROL = "public, max-age=31536000, immutable"
+DATABASE_SCHEMES = ("postgresql", "postgres")  # what asyncpg connects to
 
 
 class ConfigError(ValueError):
@@ -84,6 +87,12 @@ class Config:
             raise ConfigError("PROMPTPIX_DEMO must be auto, on or off")
         if not cfg.generators:
             raise ConfigError("PROMPTPIX_GENERATORS names no generator")
+        try:
+            store_path(cfg.store)
+        except ValueError as exc:
+            raise ConfigError(f"PROMPTPIX_STORE: {exc}") from None
+        if cfg.database_url and urlsplit(cfg.database_url).scheme not in DATABASE_SCHEMES:
+            raise ConfigError("PROMPTPIX_DATABASE_URL must be a postgresql:// URL")
         return cfg
 
     @property

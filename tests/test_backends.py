@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from cache.s3store import S3Store
+from cache.store import StoreUnavailable
 from tests.services import (
     Gateway,
     Nginx,
@@ -140,6 +141,38 @@ def test_s3_store_round_trip(seaweed: SeaweedFS) -> None:
         head = await client.head_object(Bucket="roundtrip", Key=f"p/originals/cd/{other}")
         assert head["ContentType"] == "image/png"
         await again.close()
+
+    asyncio.run(run())
+
+
+def test_s3_store_first_requests_on_a_new_bucket(seaweed: SeaweedFS) -> None:
+    """Concurrent first requests on a bucket that does not exist yet all wait for it."""
+
+    async def run() -> None:
+        bucket = "fresh" + uuid.uuid4().hex[:8]
+        store = S3Store(bucket, "p", endpoint=seaweed.endpoint, access_key="a", secret_key="b")
+        keys = [f"{i:02x}" * 32 for i in range(40)]
+        reads = await asyncio.gather(*(store.get(k) for k in keys), return_exceptions=True)
+        assert reads == [None] * len(keys)
+        await asyncio.gather(*(store.put(k, b"\xff\xd8" + k.encode(), {"n": 1}) for k in keys))
+        assert all(await asyncio.gather(*(store.head(k) for k in keys)))
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_s3_store_says_why_it_cannot_create_its_bucket(seaweed: SeaweedFS) -> None:
+    """A bucket the server refuses to create fails every request with the server's reason,
+    instead of each read failing later with "no such bucket"."""
+
+    async def run() -> None:
+        # The URL's check refuses this name at start; the store itself asks the server.
+        store = S3Store("pp", "", endpoint=seaweed.endpoint, access_key="a", secret_key="b")
+        for _ in range(2):  # not remembered as ready
+            with pytest.raises(StoreUnavailable, match="CreateBucket"):
+                await store.get("ab" * 32)
+        assert (await store.check())["status"] == "down"
+        await store.close()
 
     asyncio.run(run())
 
