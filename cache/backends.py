@@ -20,12 +20,9 @@ class Backends:
     index: IndexWriter
     leases: Leases
     spool: SpooledStore | None
-
-    @property
-    def lookup_index(self) -> bool:
-        """Whether a read should ask the index first: a remote store (a request each time)
-        with a database index (one query for many reads at once)."""
-        return self.spool is not None and isinstance(self.index.backend, Postgres)
+    # Whether a read asks the index first: with a remote store (a request each time) and a
+    # database index (one query for many reads at once).
+    lookup_index: bool = False
 
     async def start(self) -> None:
         if self.spool is not None:
@@ -51,9 +48,9 @@ def build_backends(store_url: str, database_url: str, spool_dir: str) -> Backend
         store = spool
     database = Postgres(database_url) if database_url else None
     if database is not None:
-        index = IndexWriter(database)
+        index = IndexWriter(database, lookup=database.has_original)
         leases: Leases = PgLeases(database)
     else:
         index = IndexWriter(SQLiteIndex(local_root / "index.sqlite3"))
         leases = FileLeases(local_root)
-    return Backends(store, index, leases, spool)
+    return Backends(store, index, leases, spool, spool is not None and database is not None)

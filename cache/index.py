@@ -11,7 +11,7 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -68,9 +68,16 @@ class IndexWriter:
     """Queues rows and drains them into the backend; at most `limit` rows wait in memory."""
 
     def __init__(
-        self, backend: IndexBackend, limit: int = 100_000, batch: int = 500, linger_s: float = 0.2
+        self,
+        backend: IndexBackend,
+        limit: int = 100_000,
+        batch: int = 500,
+        linger_s: float = 0.2,
+        *,
+        lookup: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.backend = backend
+        self.lookup = lookup  # whether the index lists an original; None: no lookups
         self.limit = limit
         self.batch = batch
         self.linger_s = linger_s  # rows that arrive meanwhile share one write
@@ -145,13 +152,12 @@ class IndexWriter:
     async def known(self, key: str) -> bool | None:
         """Whether the index lists an original, as a hint: its rows are written a little
         after the store, so False means "most likely not stored", never "not stored". None
-        when the backend has no lookups, or did not answer (then not asked for a while)."""
-        lookup = getattr(self.backend, "has_original", None)
+        without lookups, or when the backend did not answer (then not asked for a while)."""
         now = asyncio.get_running_loop().time()
-        if lookup is None or now < self._lookups_off_until:
+        if self.lookup is None or now < self._lookups_off_until:
             return None
         try:
-            return bool(await asyncio.wait_for(lookup(key), LOOKUP_TIMEOUT_S))
+            return bool(await asyncio.wait_for(self.lookup(key), LOOKUP_TIMEOUT_S))
         except Exception as exc:
             if now >= self._lookups_off_until:  # once for the asks that failed together
                 log.warning("index lookups off for %.0f s: %s", LOOKUP_OFF_S, exc)

@@ -612,7 +612,8 @@ def test_index_lookups(postgres: PostgreSQL) -> None:
     dsn = fresh_db(postgres)
 
     async def run() -> None:
-        index = IndexWriter(Postgres(dsn), linger_s=0)
+        database = Postgres(dsn)
+        index = IndexWriter(database, linger_s=0, lookup=database.has_original)
         await index.start()
         key = "ab" * 32
         assert await index.known(key) is False
@@ -627,7 +628,8 @@ def test_index_lookups(postgres: PostgreSQL) -> None:
 
         with socket.create_server(("127.0.0.1", 0)) as silent:
             port = silent.getsockname()[1]
-            down = IndexWriter(Postgres(f"postgresql://x@127.0.0.1:{port}/x"))
+            silent_db = Postgres(f"postgresql://x@127.0.0.1:{port}/x")
+            down = IndexWriter(silent_db, lookup=silent_db.has_original)
             started = time.monotonic()
             assert await down.known(key) is None
             assert time.monotonic() - started < 2.5
