@@ -183,8 +183,8 @@ def _generation_lines(gen: dict[str, Any]) -> list[str]:
         f"generator's drawing (a provider's work, done elsewhere in production) is about "
         f"{_ms(drawing)}: the gateway's own work, **{_ms(own)}**{own_verdict}{other_text}. "
         "With the background work the misses left "
-        f"(embedding their prompts, once the burst is over) the gateway's figure is "
-        f"{_ms(gen.get('server_cpu_ms_per_miss_with_background'))}.",
+        f"(embedding their prompts, once the burst is over{_background(gen)}) the gateway's "
+        f"figure is {_ms(gen.get('server_cpu_ms_per_miss_with_background'))}.",
         "",
         f"`Server-Timing` stage medians: {stages}. With every miss arriving at once these are "
         "mostly waiting: the 2 s answers come back together and queue for the transform "
@@ -196,6 +196,12 @@ def _generation_lines(gen: dict[str, Any]) -> list[str]:
 
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def _background(gen: dict[str, Any]) -> str:
+    """How long the background work ran on after the burst, when the run measured it."""
+    seconds = gen.get("background_s")
+    return "" if seconds is None else f", which took {max(0.0, seconds):.1f} s more"
 
 
 def plot(rows: list[tuple[str, float, list[float], float | None]], rss: float) -> None:

@@ -262,7 +262,10 @@ def generation_benchmark(
             name: (servers.tree_cpu_seconds(pid) - other_cpu[name]) * 1000 / count
             for name, pid in others.items()
         }
-        time.sleep(3)  # background work the misses left (embedding their prompts)
+        # the background work the misses left (embedding their prompts), until it is over
+        idle_from = time.monotonic()
+        servers.wait_idle(pp.proc.pid)
+        out["background_s"] = time.monotonic() - idle_from - servers.QUIET_S
         out["server_cpu_ms_per_miss_with_background"] = (
             (servers.cpu_seconds(pp.proc.pid) - cpu) * 1000 / count
         )

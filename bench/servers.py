@@ -172,7 +172,10 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def wait_idle(pid: int, timeout: float = 90.0, quiet_s: float = 2.5) -> None:
+QUIET_S = 2.5
+
+
+def wait_idle(pid: int, timeout: float = 90.0, quiet_s: float = QUIET_S) -> None:
     """Until a process tree has used (almost) no CPU for `quiet_s`, or `timeout`. The window
     is longer than the gateway's own wait for a quiet moment (1 s) before it starts its
     background work (embedding stored prompts), so that work is over, not about to begin."""
