@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import mimetypes
 import os
 import tempfile
@@ -16,6 +17,7 @@ import orjson
 from .keys import is_key
 from .store import StoredOriginal, StoreUnavailable
 
+log = logging.getLogger("promptpix.store")
 EXTENSIONS = {
     "image/jpeg": ".jpg",
     "image/png": ".png",
@@ -46,6 +48,9 @@ class FileStore:
             return None
         except OSError as exc:
             raise StoreUnavailable(str(exc)) from exc
+        except (ValueError, KeyError, TypeError) as exc:  # damaged: made again, then replaced
+            log.warning("original %s has unreadable metadata, taken as absent: %r", key, exc)
+            return None
         return StoredOriginal(key, data, meta)
 
     async def head(self, key: str) -> bool:

@@ -44,6 +44,7 @@ class SpooledStore:
         # of each waiting out connection retries; the uploader keeps probing.
         self.breaker_s = breaker_s
         self._skip_until = 0.0
+        self._store_down = False  # the uploader waits for the store (not for a bad original)
 
     async def metadata(self) -> AsyncIterator[dict[str, Any]]:
         """The primary store's originals, then those only the spool holds."""
@@ -112,7 +113,7 @@ class SpooledStore:
     def _alive(self) -> None:
         """The store just answered: an upload waiting out its backoff starts now."""
         self._skip_until = 0.0
-        if self.pending:
+        if self.pending and self._store_down:
             self._wake.set()
 
     def _kick(self) -> None:
@@ -122,28 +123,39 @@ class SpooledStore:
     async def _upload(self) -> None:
         delay = self.retry_base_s
         while self.pending:
+            failed = self._store_down = False
             for key in sorted(self.pending):
-                item = await self.spool.get(key)
-                if item is None:
-                    self.pending.discard(key)
-                    continue
                 try:
-                    await self.primary.put(key, item.data, item.meta)
-                except StoreUnavailable as exc:
+                    if await self._upload_one(key):
+                        delay = self.retry_base_s
+                except StoreUnavailable as exc:  # the store is down: wait, then start over
                     self.last_error = str(exc)[:300]
+                    failed = self._store_down = True
                     break
-                self._skip_until = 0.0
-                await self.spool.delete(key)
-                self.pending.discard(key)
-                self.uploaded += 1
-                delay = self.retry_base_s
-            else:
+                except Exception as exc:  # this one original: kept, tried again next round
+                    log.error("spooled original %s not uploaded: %r", key, exc)
+                    self.last_error = f"{key}: {exc!r}"[:300]
+                    failed = True
+            if not failed:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay * (0.5 + random.random()))
             delay = min(delay * 2, self.retry_max_s)
         self.last_error = None
+
+    async def _upload_one(self, key: str) -> bool:
+        """Move one spooled original to the store; False if the spool no longer has it."""
+        item = await self.spool.get(key)
+        if item is None:
+            self.pending.discard(key)
+            return False
+        await self.primary.put(key, item.data, item.meta)
+        self._skip_until = 0.0
+        await self.spool.delete(key)
+        self.pending.discard(key)
+        self.uploaded += 1
+        return True
 
     async def flush(self, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -163,6 +175,8 @@ class SpooledStore:
             state["note"] = "object store unreachable; originals are kept in the local spool"
         elif self.pending:
             state["status"] = "degraded"
+        if self.pending and self.last_error:
+            state["upload_error"] = self.last_error
         return state
 
     async def close(self) -> None:

@@ -1,0 +1,84 @@
+"""The file store and the spool on local disk: damaged files and failed uploads."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from cache.filestore import FileStore
+from cache.spool import SpooledStore
+from cache.store import StoredOriginal
+
+KEYS = [f"{i:02x}" * 32 for i in range(1, 5)]
+META = {"content_type": "image/jpeg", "prompt": "p"}
+
+
+def test_damaged_metadata_is_taken_as_absent_and_replaced(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = FileStore(tmp_path)
+        key = KEYS[0]
+        await store.put(key, b"\xff\xd8first", META)
+        meta_file = tmp_path / "originals" / key[:2] / f"{key}.json"
+        for damage in (b"{not json", b'{"content_type": "image/jpeg"}', b"[1, 2]"):
+            meta_file.write_bytes(damage)
+            assert await store.get(key) is None  # made again instead of failing every request
+        await store.put(key, b"\xff\xd8again", META)
+        got = await store.get(key)
+        assert got is not None and got.data == b"\xff\xd8again"
+
+    asyncio.run(run())
+
+
+class Picky(FileStore):
+    """A primary store that cannot take one original (a bug, a refused object)."""
+
+    def __init__(self, root: Path, refuse: str) -> None:
+        super().__init__(root)
+        self.refuse = refuse
+        self.puts: list[str] = []
+
+    async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
+        self.puts.append(key)
+        if key == self.refuse:
+            raise RuntimeError("refused")
+        await super().put(key, data, meta)
+
+
+def test_the_spool_uploads_the_rest_when_one_original_cannot_go(tmp_path: Path) -> None:
+    async def run() -> None:
+        spool = FileStore(tmp_path / "spool")
+        for key in KEYS:
+            await spool.put(key, b"\xff\xd8" + key.encode(), META)
+        damaged = KEYS[1]  # an unreadable spooled file is dropped, not retried for ever
+        (tmp_path / "spool" / "originals" / damaged[:2] / f"{damaged}.json").write_bytes(b"{")
+        primary = Picky(tmp_path / "primary", refuse=KEYS[0])
+        store = SpooledStore(primary, spool, retry_base_s=0.05, retry_max_s=0.2)
+        await store.start()
+        assert store.pending == set(KEYS)
+        for _ in range(500):  # up to 10 s
+            if store.pending == {KEYS[0]}:
+                break
+            await asyncio.sleep(0.02)
+        assert store.pending == {KEYS[0]}  # kept, the others went through
+        for key in KEYS[2:]:
+            got = await primary.get(key)
+            assert isinstance(got, StoredOriginal) and got.data == b"\xff\xd8" + key.encode()
+        assert await primary.get(damaged) is None
+        ready = await store.check()
+        assert ready["status"] == "degraded" and ready["spooled"] == 1
+        assert "refused" in ready["upload_error"]
+        # The original the store refused is still served, and tried again with a backoff.
+        held = await store.get(KEYS[0])
+        assert held is not None and held.data == b"\xff\xd8" + KEYS[0].encode()
+        await asyncio.sleep(0.5)
+        tries = primary.puts.count(KEYS[0])
+        assert 2 <= tries <= 8, tries
+        primary.refuse = ""
+        assert await store.flush(timeout=5)
+        assert (await primary.get(KEYS[0])) is not None
+        ready = await store.check()
+        assert ready["status"] == "ok" and ready["spooled"] == 0 and "upload_error" not in ready
+        await store.close()
+
+    asyncio.run(run())
