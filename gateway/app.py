@@ -10,6 +10,7 @@ from starlette.routing import Route, Router
 from cache.backends import build_backends
 from generators.chain import build_chain
 from generators.llm import llm_from_env
+from generators.semantic import one_blas_thread
 from generators.vision import vision_from_env
 from transforms.executor import TransformPool
 from transforms.vips import configure
@@ -49,7 +50,8 @@ class _Route(Route):
 
 class App:
     def __init__(self, config: Config | None = None) -> None:
-        configure()
+        configure()  # libvips: one thread an image
+        one_blas_thread()  # numpy: the same
         self.config = config or Config.from_env()
         cfg = self.config
         self.metrics = Metrics()

@@ -76,8 +76,6 @@ def serve_command(host: str | None, port: int | None, workers: int, server: str)
         os.environ["PROMPTPIX_PORT"] = str(port)
     os.environ.setdefault("VIPS_CONCURRENCY", "1")
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    # The prompt-embedding thread's numpy must not take every core from the transforms.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         config = Config.from_env()
     except ConfigError as exc:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .embedding import DIMENSIONS, Matrix, MiniLM
 
@@ -172,6 +173,15 @@ def _settle(
 
 BATCH = 32  # jobs embedded in one forward pass at most
 BACKGROUND_NICE = 10  # the scheduling priority of background threads (Linux: per thread)
+
+
+def one_blas_thread() -> None:
+    """numpy's BLAS on one thread, for the whole process; call it from the main thread
+    (OpenBLAS's setting is global, and threadpoolctl takes it from the first thread that
+    sets it). By default a forward pass spreads over every core, and its threads spin
+    between matrix products: about four times the CPU, taken from the answers. The variable
+    that would do this, OPENBLAS_NUM_THREADS, is read once, when numpy is first imported."""
+    threadpool_limits(1, user_api="blas")
 
 
 def lower_priority() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -259,6 +260,41 @@ def test_embed_runs_off_the_loop(service_factory: list[EmbeddingService]) -> Non
     assert ticks >= 10, ticks  # the loop kept running for the 0.3 s the encoder blocked
     assert vector.shape == (DIMENSIONS,)
     assert encoder.threads == ["promptpix-embed"]
+
+
+BLAS_PROBE = """
+import sys, numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+def blas_threads():
+    return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+threadpool_limits(2, user_api="blas")  # what numpy starts with on two cores or more
+before = blas_threads()
+from gateway.app import App
+from gateway.config import Config
+App(Config.from_env({"PROMPTPIX_STORE": sys.argv[1]}))
+print(before, blas_threads())
+"""
+
+
+def test_the_gateway_keeps_blas_on_one_thread(tmp_path: Path) -> None:
+    """Embedding a prompt spread over every core (BLAS threads spinning between products)
+    cost about four times the CPU of one core, in the background of every burst."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", BLAS_PROBE, f"file://{tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    before, after = map(int, run.stdout.split())
+    if before < 2:
+        pytest.skip("numpy's BLAS has one thread on this machine anyway")
+    assert after == 1
 
 
 def test_embed_with_the_real_model(model: MiniLM, service_factory: list[EmbeddingService]) -> None:
