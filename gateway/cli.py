@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import sys
 
@@ -68,6 +70,20 @@ def reindex_command() -> int:
     return asyncio.run(run())
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(count: int = 2) -> None:
+    """glibc's MALLOC_ARENA_MAX=2 unless set: a few malloc arenas, not 8 per core, keep a
+    worker's memory flat. glibc reads the variable when a process starts, and granian forks
+    its workers from this one, so the limit is set here, in this process, before the fork."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    os.environ["MALLOC_ARENA_MAX"] = str(count)  # for workers started afresh (uvicorn's)
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to set
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, count)
+
+
 def serve_command(host: str | None, port: int | None, workers: int, server: str) -> int:
     # Flags win over the environment; workers read the result from the environment.
     if host is not None:
@@ -75,7 +91,7 @@ def serve_command(host: str | None, port: int | None, workers: int, server: str)
     if port is not None:
         os.environ["PROMPTPIX_PORT"] = str(port)
     os.environ.setdefault("VIPS_CONCURRENCY", "1")
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    limit_malloc_arenas()
     try:
         config = Config.from_env()
     except ConfigError as exc:
