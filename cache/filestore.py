@@ -66,10 +66,15 @@ class FileStore:
         )
         name = f"{key}{ext}"
         try:
+            created = not folder.is_dir()
             folder.mkdir(parents=True, exist_ok=True)
             # The image first, then the metadata that names it: a reader finds both or neither.
             _atomic_write(folder / name, data)
             _atomic_write(folder / f"{key}.json", orjson.dumps({**meta, "file": name}))
+            # The renames themselves survive a power cut only once their directory is synced.
+            _fsync_dir(folder)
+            if created:
+                _fsync_dir(folder.parent)
         except OSError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
@@ -114,6 +119,14 @@ class FileStore:
 
     async def close(self) -> None:
         return None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
