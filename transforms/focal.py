@@ -75,20 +75,30 @@ def _sobel(light: np.ndarray) -> np.ndarray:
 
 def _pool(values: np.ndarray, cells: int) -> np.ndarray:
     """Means over a grid of at most `cells` x `cells` (fewer where the image is smaller):
-    cells as `np.array_split` cuts them, a pixel more in the first ones where it must."""
-    h, w = values.shape[:2]
-    rows, cols = _cuts(h, min(cells, h)), _cuts(w, min(cells, w))
-    sums = np.add.reduceat(np.add.reduceat(values.astype(np.float32), rows, axis=0), cols, axis=1)
-    counts = np.diff(rows, append=h)[:, None] * np.diff(cols, append=w)[None, :]
-    return sums / counts[..., None].astype(np.float32)
+    cells as `np.array_split` cuts them, a pixel more in the first ones where it must.
+    Two matrix products with 0/1 matrices: the sums are exact in float32, and BLAS runs
+    them without holding the GIL."""
+    h, w, bands = values.shape
+    rows, cols = _members(h, min(cells, h)), _members(w, min(cells, w))
+    flat = values.reshape(h, w * bands).astype(np.float32)
+    by_rows = (rows @ flat).reshape(len(rows), w, bands).transpose(0, 2, 1)  # (r, b, w)
+    sums = (by_rows @ cols.T).transpose(0, 2, 1)  # (r, c, b)
+    counts = rows.sum(axis=1)[:, None] * cols.sum(axis=1)[None, :]
+    return sums / counts[..., None]  # type: ignore[no-any-return]
 
 
-def _cuts(n: int, parts: int) -> np.ndarray:
-    """Where each of `parts` near-equal runs of `n` starts."""
+@functools.lru_cache(maxsize=32)
+def _members(n: int, parts: int) -> np.ndarray:
+    """The parts x n matrix whose row i is 1 over the i-th of `parts` near-equal runs of n."""
     size, extra = divmod(n, parts)
     lengths = np.full(parts, size)
     lengths[:extra] += 1
-    return np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    matrix = np.zeros((parts, n), dtype=np.float32)
+    for i, (start, length) in enumerate(zip(starts, lengths, strict=True)):
+        matrix[i, start : start + length] = 1.0
+    matrix.flags.writeable = False
+    return matrix
 
 
 def _blur(grid: np.ndarray, sigma: float) -> np.ndarray:
