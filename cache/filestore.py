@@ -42,15 +42,15 @@ class FileStore:
     def _get(self, key: str) -> StoredOriginal | None:
         folder = self._dir(key)
         try:
-            meta = orjson.loads((folder / f"{key}.json").read_bytes())
+            meta = _parsed((folder / f"{key}.json").read_bytes())
+            if meta is None:  # damaged: made again, then replaced
+                log.warning("original %s has unreadable metadata, taken as absent", key)
+                return None
             data = (folder / meta["file"]).read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        except (ValueError, KeyError, TypeError) as exc:  # damaged: made again, then replaced
-            log.warning("original %s has unreadable metadata, taken as absent: %r", key, exc)
-            return None
         return StoredOriginal(key, data, meta)
 
     async def head(self, key: str) -> bool:
@@ -98,13 +98,19 @@ class FileStore:
         return sorted(p.stem for p in self.originals.glob("??/*.json") if is_key(p.stem))
 
     async def metadata(self) -> AsyncIterator[dict[str, Any]]:
-        """Every original's metadata, for rebuilding the index."""
+        """Every original's metadata, for rebuilding the index; one whose metadata cannot
+        be read is left out, with a warning."""
         for key in await asyncio.to_thread(self.keys):
             try:
                 raw = await asyncio.to_thread((self._dir(key) / f"{key}.json").read_bytes)
             except FileNotFoundError:
                 continue
-            yield orjson.loads(raw)
+            meta = _parsed(raw)
+            if meta is None:
+                log.warning("original %s left out: unreadable metadata", key)
+                continue
+            meta.setdefault("key", key)
+            yield meta
 
     async def check(self) -> dict[str, Any]:
         def probe() -> dict[str, Any]:
@@ -119,6 +125,18 @@ class FileStore:
 
     async def close(self) -> None:
         return None
+
+
+def _parsed(raw: bytes) -> dict[str, Any] | None:
+    """An original's metadata, or None if it is not what `put` writes (damaged)."""
+    try:
+        meta = orjson.loads(raw)
+    except ValueError:
+        return None
+    name = meta.get("file") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        return None  # the image is a file beside it, never a path elsewhere
+    return meta
 
 
 def _fsync_dir(path: Path) -> None:

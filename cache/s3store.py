@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import zlib
 from collections.abc import AsyncIterator, Mapping
@@ -27,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .keys import is_key
 from .store import StoredOriginal, StoreUnavailable, StoreUnreachable, split_s3_url
 
+log = logging.getLogger("promptpix.store")
 MISSING = {"NoSuchKey", "404", "NotFound"}
 LOST_RACE = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 # Creating the bucket failed only because it exists, or another replica is creating it.
@@ -204,22 +206,35 @@ class S3Store:
         return meta
 
     async def metadata(self) -> AsyncIterator[dict[str, Any]]:
-        """Every original's metadata, for rebuilding the index."""
-        client = await self._s3()
+        """Every original's metadata, for rebuilding the index. One whose metadata cannot be
+        read (damaged, or its sidecar gone) is left out, with a warning; a store that stops
+        answering ends the listing with StoreUnavailable."""
         prefix = f"{self.prefix}/originals/" if self.prefix else "originals/"
-        paginator = client.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                key = item["Key"].rsplit("/", 1)[-1]
-                if not is_key(key):  # a sidecar: read through the original that names it
-                    continue
-                try:
-                    head = await client.head_object(Bucket=self.bucket, Key=item["Key"])
-                except ClientError as exc:
-                    if _code(exc) in MISSING:
+        async with _mapped("list", prefix):
+            client = await self._s3()
+            paginator = client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    key = item["Key"].rsplit("/", 1)[-1]
+                    if not is_key(key):  # a sidecar: read through the original that names it
                         continue
-                    raise
-                yield await self._meta(client, key, head.get("Metadata") or {})
+                    meta = await self._listed(client, key, item["Key"])
+                    if meta is not None:
+                        yield meta
+
+    async def _listed(self, client: Any, key: str, name: str) -> dict[str, Any] | None:
+        try:
+            head = await client.head_object(Bucket=self.bucket, Key=name)
+            return await self._meta(client, key, head.get("Metadata") or {})
+        except ClientError as exc:
+            if _code(exc) in MISSING:  # deleted since the listing, or its sidecar is gone
+                if _code(exc) != "404":
+                    log.warning("original %s left out: %s", key, exc)
+                return None
+            raise
+        except StoreUnavailable as exc:  # its metadata is unreadable
+            log.warning("original %s left out: %s", key, exc)
+            return None
 
     async def check(self) -> dict[str, Any]:
         info: dict[str, Any] = {"kind": "s3", "bucket": self.bucket, "endpoint": self.endpoint}

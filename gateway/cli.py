@@ -35,9 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def reindex_command() -> int:
     import asyncio
+    import sqlite3
+
+    import asyncpg
 
     from cache.backends import build_backends
     from cache.index import original_row
+    from cache.store import StoreUnavailable
 
     try:
         config = Config.from_env()
@@ -67,7 +71,12 @@ def reindex_command() -> int:
         print(f"reindexed {count} originals; the index holds {total}")
         return 0
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    # The store or the index failed (a connection that fails is an OSError): one line.
+    except (StoreUnavailable, OSError, sqlite3.Error, asyncpg.PostgresError) as exc:
+        print(f"promptpix: reindex stopped: {exc}", file=sys.stderr)
+        return 1
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter

@@ -435,16 +435,42 @@ def test_reindex_rebuilds_from_store(
     finally:
         fresh.stop()
     wait_until(lambda: pg_count(empty, "SELECT count(*) FROM variants") == 1, 10, "index write")
+    # An object whose metadata cannot be read is left out of the rebuild, not fatal to it.
+    damaged = "ee" * 32
+
+    async def put_damaged() -> None:
+        store = S3Store(
+            "reindex", "images", endpoint=seaweed.endpoint, access_key="a", secret_key="b"
+        )
+        client = await store._s3()
+        name = f"images/originals/ee/{damaged}"
+        await client.put_object(
+            Bucket="reindex", Key=name, Body=b"\xff\xd8", Metadata={"promptpix": "!!"}
+        )
+        await store.close()
+
+    asyncio.run(put_damaged())
+    reindex = [sys.executable, "-m", "gateway.cli", "reindex"]
     out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "reindex"],
-        env={**__import__("os").environ, **env, "PROMPTPIX_DATABASE_URL": empty},
+        reindex,
+        env={**os.environ, **env, "PROMPTPIX_DATABASE_URL": empty},
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
     )
+    assert out.returncode == 0, out.stderr[-2000:]
     assert "reindexed 3 originals" in out.stdout
+    assert f"original {damaged} left out" in out.stderr
     assert pg_count(empty, "SELECT count(*) FROM originals") == 3
+    # A store that does not answer stops it with one line and status 1.
+    down = {**env, "PROMPTPIX_DATABASE_URL": empty}
+    down["PROMPTPIX_S3_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
+    out = subprocess.run(
+        reindex, env={**os.environ, **down}, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("promptpix: reindex stopped: "), out.stderr
 
 
 # --- nginx in front: the repository's config, run by a real nginx -------------------------

@@ -20,9 +20,13 @@ def test_damaged_metadata_is_taken_as_absent_and_replaced(tmp_path: Path) -> Non
         key = KEYS[0]
         await store.put(key, b"\xff\xd8first", META)
         meta_file = tmp_path / "originals" / key[:2] / f"{key}.json"
-        for damage in (b"{not json", b'{"content_type": "image/jpeg"}', b"[1, 2]"):
+        await store.put(KEYS[1], b"\xff\xd8other", META)
+        damages = (b"{not json", b'{"content_type": "image/jpeg"}', b"[1, 2]", b'{"file": "../x"}')
+        for damage in damages:
             meta_file.write_bytes(damage)
             assert await store.get(key) is None  # made again instead of failing every request
+            listed = [m async for m in store.metadata()]  # a rebuild leaves it out, goes on
+            assert [m["key"] for m in listed] == [KEYS[1]]
         await store.put(key, b"\xff\xd8again", META)
         got = await store.get(key)
         assert got is not None and got.data == b"\xff\xd8again"
