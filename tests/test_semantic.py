@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -278,19 +280,22 @@ print(before, blas_threads())
 """
 
 
-def test_the_gateway_keeps_blas_on_one_thread(tmp_path: Path) -> None:
-    """Embedding a prompt spread over every core (BLAS threads spinning between products)
-    cost about four times the CPU of one core, in the background of every burst."""
-    import subprocess
-    import sys
-
+def run_probe(code: str, store: Path) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh Python process (its numpy and imports untouched by this one)."""
     run = subprocess.run(
-        [sys.executable, "-c", BLAS_PROBE, f"file://{tmp_path}"],
+        [sys.executable, "-c", code, f"file://{store}"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert run.returncode == 0, run.stderr[-2000:]
+    return run
+
+
+def test_the_gateway_keeps_blas_on_one_thread(tmp_path: Path) -> None:
+    """Embedding a prompt spread over every core (BLAS threads spinning between products)
+    cost about four times the CPU of one core, in the background of every burst."""
+    run = run_probe(BLAS_PROBE, tmp_path)
     before, after = map(int, run.stdout.split())
     if before < 2:
         pytest.skip("numpy's BLAS has one thread on this machine anyway")
@@ -412,16 +417,7 @@ print(open_semantic(SemanticSettings.from_env(sys.argv[1], {})))
 def test_without_the_model_package_the_semantic_cache_is_off_and_says_so_once(
     tmp_path: Path,
 ) -> None:
-    import subprocess
-    import sys
-
-    run = subprocess.run(
-        [sys.executable, "-c", MISSING_MODEL_PROBE, f"file://{tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = run_probe(MISSING_MODEL_PROBE, tmp_path)
     assert run.stdout.strip() == "None"
     warnings = run.stderr.strip().splitlines()
     assert len(warnings) == 1 and warnings[0].startswith("semantic cache off: "), warnings
