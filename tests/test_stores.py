@@ -77,7 +77,7 @@ def test_the_spool_uploads_the_rest_when_one_original_cannot_go(tmp_path: Path) 
         assert held is not None and held.data == b"\xff\xd8" + KEYS[0].encode()
         await asyncio.sleep(0.5)
         tries = primary.puts.count(KEYS[0])
-        assert 2 <= tries <= 8, tries
+        assert 2 <= tries <= 20, tries  # backoff, not a loop (that would be hundreds)
         primary.refuse = ""
         assert await store.flush(timeout=5)
         assert (await primary.get(KEYS[0])) is not None
