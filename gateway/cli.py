@@ -89,7 +89,7 @@ def limit_malloc_arenas(count: int = 2) -> None:
     if "MALLOC_ARENA_MAX" in os.environ:
         return
     os.environ["MALLOC_ARENA_MAX"] = str(count)  # for workers started afresh (uvicorn's)
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to set
+    with contextlib.suppress(OSError, AttributeError, TypeError):  # not glibc: nothing to set
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, count)
 
 
