@@ -31,9 +31,8 @@ from .store import StoredOriginal, StoreUnavailable, StoreUnreachable, split_s3_
 log = logging.getLogger("promptpix.store")
 MISSING = {"NoSuchKey", "404", "NotFound"}
 LOST_RACE = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
-# Creating the bucket failed only because it exists, or another replica is creating it
-# (OperationAborted: the bucket is not ready yet, so it is checked again on the next call).
-BUCKET_EXISTS = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists", "OperationAborted"}
+BUCKET_EXISTS = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}  # a create that lost a race
+BEING_CREATED = "OperationAborted"  # another create is under way: not ready yet
 INLINE = "promptpix"  # user metadata: the original's metadata, JSON, deflated, base64
 SIDECAR = "promptpix-sidecar"  # user metadata: the name of the sidecar that holds it
 INLINE_LIMIT = 1900  # bytes of encoded metadata kept inline (S3 allows 2 KB in all)
@@ -119,10 +118,10 @@ class S3Store:
             try:
                 await client.create_bucket(Bucket=self.bucket)
             except ClientError as created:
+                if _code(created) == BEING_CREATED:  # checked again on the next call
+                    return
                 if _code(created) not in BUCKET_EXISTS:
                     raise
-                if _code(created) == "OperationAborted":  # being created: check again next time
-                    return
         self._bucket_ready = True
 
     async def get(self, key: str) -> StoredOriginal | None:

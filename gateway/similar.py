@@ -28,10 +28,10 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from cache.store import store_path
 from generators.embedding import EmbeddingModelMissing, Matrix, model_dir
 from generators.semantic import (
     EmbeddingService,
@@ -84,15 +84,9 @@ class SemanticSettings:
 
 
 def _default_dir(store_url: str) -> str:
-    parts = urlsplit(store_url)
-    if parts.scheme == "file":
-        path = unquote(parts.path)
-        if parts.netloc not in ("", "localhost"):
-            path = parts.netloc + path
-        return str(Path(path) / "semantic")
-    if parts.scheme == "":
-        return str(Path(store_url) / "semantic")
-    return "./promptpix-semantic"
+    """Beside a file store's originals; for a remote store, in the working directory."""
+    path = store_path(store_url)
+    return str(path / "semantic") if path is not None else "./promptpix-semantic"
 
 
 class SemanticCache:
