@@ -27,7 +27,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-import orjson
+
+from cache.filestore import FileStore
 
 from . import servers
 from .servers import BENCH, Server, rss_mb
@@ -124,16 +125,11 @@ def seed_store(store: Path, source: bytes, workers: int) -> str:
         r = httpx.get(pp.url + PP_PATH.replace("{w}", "64").replace("{h}", "36") % "jpeg")
         r.raise_for_status()
         key = r.headers["x-image-id"]
-    folder = store / "originals" / key[:2]
-    meta_path = folder / f"{key}.json"
-    meta = orjson.loads(meta_path.read_bytes())
-    old = folder / meta["file"]
-    new = folder / f"{key}.jpg"
-    new.write_bytes(source)
-    if old != new:
-        old.unlink(missing_ok=True)
-    meta.update(file=new.name, content_type="image/jpeg", bytes=len(source))
-    meta_path.write_bytes(orjson.dumps(meta))
+    files = FileStore(store)
+    stored = asyncio.run(files.get(key))
+    assert stored is not None, "the fixed prompt's original was not stored"
+    meta = {**stored.meta, "content_type": "image/jpeg", "bytes": len(source)}
+    asyncio.run(files.put(key, source, meta))
     return key
 
 

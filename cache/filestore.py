@@ -1,16 +1,21 @@
-"""The file store: each original beside its metadata, written atomically."""
+"""The file store: each original in one file, its metadata ahead of its bytes.
+
+One file an original, written to a temporary name, synced and renamed into place: a reader
+finds all of it or none. Creating a file is the costly step of a write on many disks, so
+the metadata does not get a file of its own. Stores written with the earlier layout (the
+image beside a `KEY.json` that names it) are still read.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import mimetypes
 import os
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -18,12 +23,13 @@ from .keys import is_key
 from .store import StoredOriginal, StoreUnavailable
 
 log = logging.getLogger("promptpix.store")
-EXTENSIONS = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/webp": ".webp",
-    "image/avif": ".avif",
-}
+SUFFIX = ".original"
+MAGIC = b"promptpix-original 1 "  # then the metadata's length in bytes and a newline
+LEGACY_SUFFIX = ".json"  # the earlier layout's metadata, naming the image beside it
+
+
+class Damaged(ValueError):
+    """An original's file is not what `put` writes: taken as absent, made again."""
 
 
 class FileStore:
@@ -42,36 +48,42 @@ class FileStore:
     def _get(self, key: str) -> StoredOriginal | None:
         folder = self._dir(key)
         try:
-            meta = _parsed((folder / f"{key}.json").read_bytes())
-            if meta is None:  # damaged: made again, then replaced
-                log.warning("original %s has unreadable metadata, taken as absent", key)
-                return None
-            data = (folder / meta["file"]).read_bytes()
-        except FileNotFoundError:
+            try:
+                with open(folder / f"{key}{SUFFIX}", "rb") as f:
+                    meta = _read_meta(f)
+                    data = f.read()
+            except FileNotFoundError:
+                found = _legacy(folder, key)
+                if found is None:
+                    return None
+                meta, data = found
+        except Damaged as exc:  # made again, then replaced
+            log.warning("original %s is damaged (%s), taken as absent", key, exc)
             return None
         except OSError as exc:
             raise StoreUnavailable(str(exc)) from exc
         return StoredOriginal(key, data, meta)
 
     async def head(self, key: str) -> bool:
-        return await asyncio.to_thread((self._dir(key) / f"{key}.json").is_file)
+        def stored() -> bool:
+            folder = self._dir(key)
+            return (folder / f"{key}{SUFFIX}").is_file() or (
+                folder / f"{key}{LEGACY_SUFFIX}"
+            ).is_file()
+
+        return await asyncio.to_thread(stored)
 
     async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
         await asyncio.to_thread(self._put, key, data, meta)
 
     def _put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
         folder = self._dir(key)
-        ext = EXTENSIONS.get(meta.get("content_type", ""), "") or (
-            mimetypes.guess_extension(meta.get("content_type", "")) or ".bin"
-        )
-        name = f"{key}{ext}"
+        raw = orjson.dumps(meta)
         try:
             created = not folder.is_dir()
             folder.mkdir(parents=True, exist_ok=True)
-            # The image first, then the metadata that names it: a reader finds both or neither.
-            _atomic_write(folder / name, data)
-            _atomic_write(folder / f"{key}.json", orjson.dumps({**meta, "file": name}))
-            # The renames themselves survive a power cut only once their directory is synced.
+            _atomic_write(folder / f"{key}{SUFFIX}", (MAGIC, b"%d\n" % len(raw), raw, data))
+            # The rename itself survives a power cut only once its directory is synced.
             _fsync_dir(folder)
             if created:
                 _fsync_dir(folder.parent)
@@ -81,36 +93,50 @@ class FileStore:
     async def delete(self, key: str) -> None:
         def remove() -> None:
             folder = self._dir(key)
-            meta_path = folder / f"{key}.json"
+            (folder / f"{key}{SUFFIX}").unlink(missing_ok=True)
+            legacy = folder / f"{key}{LEGACY_SUFFIX}"
             try:
-                name = orjson.loads(meta_path.read_bytes())["file"]
-            except FileNotFoundError:
+                name = _legacy_meta(legacy.read_bytes())["file"]
+            except (FileNotFoundError, Damaged):
+                legacy.unlink(missing_ok=True)
                 return
-            meta_path.unlink(missing_ok=True)  # the metadata first: a reader sees neither
+            legacy.unlink(missing_ok=True)  # the metadata first: a reader sees neither
             (folder / name).unlink(missing_ok=True)
 
         await asyncio.to_thread(remove)
 
     def keys(self) -> list[str]:
-        """Every complete original's key (those whose metadata was written)."""
+        """Every complete original's key."""
         if not self.originals.is_dir():
             return []
-        return sorted(p.stem for p in self.originals.glob("??/*.json") if is_key(p.stem))
+        found = {
+            p.name.removesuffix(suffix)
+            for suffix in (SUFFIX, LEGACY_SUFFIX)
+            for p in self.originals.glob(f"??/*{suffix}")
+        }
+        return sorted(k for k in found if is_key(k))
 
     async def metadata(self) -> AsyncIterator[dict[str, Any]]:
         """Every original's metadata, for rebuilding the index; one whose metadata cannot
         be read is left out, with a warning."""
         for key in await asyncio.to_thread(self.keys):
             try:
-                raw = await asyncio.to_thread((self._dir(key) / f"{key}.json").read_bytes)
+                meta = await asyncio.to_thread(self._meta, key)
             except FileNotFoundError:
                 continue
-            meta = _parsed(raw)
-            if meta is None:
-                log.warning("original %s left out: unreadable metadata", key)
+            except Damaged as exc:
+                log.warning("original %s left out: %s", key, exc)
                 continue
             meta.setdefault("key", key)
             yield meta
+
+    def _meta(self, key: str) -> dict[str, Any]:
+        folder = self._dir(key)
+        try:
+            with open(folder / f"{key}{SUFFIX}", "rb") as f:
+                return _read_meta(f)
+        except FileNotFoundError:
+            return _legacy_meta((folder / f"{key}{LEGACY_SUFFIX}").read_bytes())
 
     async def check(self) -> dict[str, Any]:
         def probe() -> dict[str, Any]:
@@ -127,16 +153,40 @@ class FileStore:
         return None
 
 
-def _parsed(raw: bytes) -> dict[str, Any] | None:
-    """An original's metadata, or None if it is not what `put` writes (damaged)."""
+def _read_meta(f: BinaryIO) -> dict[str, Any]:
+    """The metadata at the head of an original's file, leaving `f` at the image's bytes."""
+    line = f.readline(64)
+    if not line.startswith(MAGIC) or not line.endswith(b"\n"):
+        raise Damaged("not a promptpix original")
+    try:
+        size = int(line[len(MAGIC) : -1])
+        raw = f.read(size)
+        meta = orjson.loads(raw) if len(raw) == size else None
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise Damaged("unreadable metadata")
+    return meta
+
+
+def _legacy(folder: Path, key: str) -> tuple[dict[str, Any], bytes] | None:
+    """An original of the earlier layout: `KEY.json` naming the image beside it."""
+    try:
+        meta = _legacy_meta((folder / f"{key}{LEGACY_SUFFIX}").read_bytes())
+        return meta, (folder / meta["file"]).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _legacy_meta(raw: bytes) -> dict[str, Any]:
     try:
         meta = orjson.loads(raw)
     except ValueError:
-        return None
+        raise Damaged("unreadable metadata") from None
     name = meta.get("file") if isinstance(meta, dict) else None
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-        return None  # the image is a file beside it, never a path elsewhere
-    return meta
+        raise Damaged("unreadable metadata")  # the image is a file beside it, never elsewhere
+    return meta  # type: ignore[no-any-return]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -147,11 +197,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, parts: tuple[bytes, ...]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for part in parts:
+                f.write(part)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyvips
 
+from cache.filestore import FileStore
 from tests.services import Gateway
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
@@ -38,6 +41,13 @@ def start_gateway(root: Path, workers: int = 1, **env: str) -> Gateway:
         **env,
     }
     return Gateway(root, settings, workers=workers).start(timeout=60)
+
+
+def stored_meta(store: Path, key: str) -> dict[str, Any]:
+    """An original's metadata as the file store at `store` keeps it."""
+    stored = asyncio.run(FileStore(store).get(key))
+    assert stored is not None, f"{key} is not stored in {store}"
+    return stored.meta
 
 
 def metrics(client: httpx.Client | str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

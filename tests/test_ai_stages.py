@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live_support import assert_error, generations, image, start_gateway
+from tests.live_support import assert_error, generations, image, start_gateway, stored_meta
 from tests.services import Gateway, free_port
 from tests.test_prompts_llm import LONG, SHORT_ANSWER, FakeLLMServer
 
@@ -30,8 +30,7 @@ SHORT = "public, max-age=300"
 
 def meta_of(root: Path, key: str) -> dict[str, Any]:
     """The stored original's metadata, as the file store keeps it."""
-    path = root / "data" / "originals" / key[:2] / f"{key}.json"
-    return json.loads(path.read_bytes())  # type: ignore[no-any-return]
+    return stored_meta(root / "data", key)
 
 
 def get(server: Gateway, **params: str) -> httpx.Response:

@@ -334,7 +334,7 @@ def test_store_outage_spools_and_uploads(tmp_path: Path) -> None:
             30,
             "store ready",
         )
-        assert not list((tmp_path / "spool" / "originals").glob("??/*.json"))
+        assert not list((tmp_path / "spool" / "originals").glob("??/*"))
     finally:
         gw.stop()
         weed.stop()

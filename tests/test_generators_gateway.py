@@ -4,7 +4,6 @@ speaks its API: misses, cached keys, refusals, fallbacks, a burst, and `/v1/prov
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from tests.generator_fakes import Answer, ComfyUI, FakeServer, gemini_ok, openai_error
-from tests.live_support import start_gateway
+from tests.live_support import start_gateway, stored_meta
 from tests.services import Gateway
 
 pytestmark = pytest.mark.timeout(90)
@@ -65,8 +64,7 @@ def get(gateway: Gateway, query: str) -> httpx.Response:
 
 
 def meta(root: Path, key: str) -> dict[str, object]:
-    [path] = list((root / "data").rglob(f"{key}.json"))
-    return dict(json.loads(path.read_text()))
+    return stored_meta(root / "data", key)
 
 
 def test_a_miss_is_generated_by_gemini_and_a_cached_key_calls_no_generator(

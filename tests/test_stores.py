@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +15,77 @@ KEYS = [f"{i:02x}" * 32 for i in range(1, 5)]
 META = {"content_type": "image/jpeg", "prompt": "p"}
 
 
-def test_damaged_metadata_is_taken_as_absent_and_replaced(tmp_path: Path) -> None:
+def original_file(root: Path, key: str) -> Path:
+    return root / "originals" / key[:2] / f"{key}.original"
+
+
+def test_one_file_an_original_its_metadata_ahead_of_its_bytes(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = FileStore(tmp_path)
+        key = KEYS[0]
+        await store.put(key, b"\xff\xd8first", {**META, "prompt": "line one\nline two"})
+        assert [p.name for p in (tmp_path / "originals").rglob("*")] == [key[:2], f"{key}.original"]
+        got = await store.get(key)
+        assert got is not None and got.data == b"\xff\xd8first"
+        assert got.meta == {**META, "prompt": "line one\nline two"}
+        assert await store.head(key) and not await store.head(KEYS[1])
+        assert await store.get(KEYS[1]) is None
+        listed = [m async for m in store.metadata()]
+        assert listed == [{**META, "prompt": "line one\nline two", "key": key}]
+        await store.delete(key)
+        assert await store.get(key) is None and not await store.head(key)
+
+    asyncio.run(run())
+
+
+def test_damaged_originals_are_taken_as_absent_and_replaced(tmp_path: Path) -> None:
     async def run() -> None:
         store = FileStore(tmp_path)
         key = KEYS[0]
         await store.put(key, b"\xff\xd8first", META)
-        meta_file = tmp_path / "originals" / key[:2] / f"{key}.json"
         await store.put(KEYS[1], b"\xff\xd8other", META)
-        damages = (b"{not json", b'{"content_type": "image/jpeg"}', b"[1, 2]", b'{"file": "../x"}')
+        good = original_file(tmp_path, key).read_bytes()
+        damages = (
+            b"",  # a file cut off before its header
+            b"\xff\xd8\xff\xe0 a bare image",
+            good[:30],  # cut off inside the metadata
+            b"promptpix-original 1 x\n{}",
+            b"promptpix-original 1 6\n[1, 2]\xff\xd8",
+            b"promptpix-original 1 9\n{not json\xff\xd8",
+        )
         for damage in damages:
-            meta_file.write_bytes(damage)
-            assert await store.get(key) is None  # made again instead of failing every request
+            original_file(tmp_path, key).write_bytes(damage)
+            assert await store.get(key) is None, damage  # made again, not failing every request
             listed = [m async for m in store.metadata()]  # a rebuild leaves it out, goes on
             assert [m["key"] for m in listed] == [KEYS[1]]
         await store.put(key, b"\xff\xd8again", META)
         got = await store.get(key)
         assert got is not None and got.data == b"\xff\xd8again"
+
+    asyncio.run(run())
+
+
+def test_the_earlier_layout_is_still_read(tmp_path: Path) -> None:
+    """A store written before originals became one file: `KEY.json` naming `KEY.jpg`."""
+
+    async def run() -> None:
+        store = FileStore(tmp_path)
+        old, damaged, new = KEYS[0], KEYS[1], KEYS[2]
+        for key in (old, damaged):
+            folder = tmp_path / "originals" / key[:2]
+            folder.mkdir(parents=True)
+            (folder / f"{key}.jpg").write_bytes(b"\xff\xd8old")
+            (folder / f"{key}.json").write_text(json.dumps({**META, "file": f"{key}.jpg"}))
+        (tmp_path / "originals" / damaged[:2] / f"{damaged}.json").write_text('{"file": "../x"}')
+        await store.put(new, b"\xff\xd8new", META)
+        got = await store.get(old)
+        assert got is not None and got.data == b"\xff\xd8old" and got.meta["prompt"] == "p"
+        assert await store.head(old)
+        assert await store.get(damaged) is None
+        assert sorted([m["key"] async for m in store.metadata()]) == [old, new]
+        await store.delete(old)
+        assert await store.get(old) is None
+        assert not list((tmp_path / "originals" / old[:2]).iterdir())
 
     asyncio.run(run())
 
@@ -55,7 +111,7 @@ def test_the_spool_uploads_the_rest_when_one_original_cannot_go(tmp_path: Path) 
         for key in KEYS:
             await spool.put(key, b"\xff\xd8" + key.encode(), META)
         damaged = KEYS[1]  # an unreadable spooled file is dropped, not retried for ever
-        (tmp_path / "spool" / "originals" / damaged[:2] / f"{damaged}.json").write_bytes(b"{")
+        original_file(tmp_path / "spool", damaged).write_bytes(b"{")
         primary = Picky(tmp_path / "primary", refuse=KEYS[0])
         store = SpooledStore(primary, spool, retry_base_s=0.05, retry_max_s=0.2)
         await store.start()
