@@ -14,7 +14,7 @@ from generators import local
 from generators.base import GenerationRequest
 from generators.ratios import NATIVE_SIZES
 from transforms import jpeg
-from transforms.focal import find_focal_point
+from transforms.focal import _pool, find_focal_point
 from transforms.pipeline import render, shrink_factor
 from transforms.source import Source, decode, header
 
@@ -151,6 +151,28 @@ def test_saliency_finds_a_bright_subject_on_a_dull_ground() -> None:
         img[(xx - fx * 400) ** 2 + (yy - fy * 300) ** 2 < 30**2] = (230, 30, 40)
         x, y = find_focal_point(Source(img.tobytes(), 400, 300, 3))
         assert abs(x - fx) < 0.06 and abs(y - fy) < 0.06, (fx, fy, x, y)
+
+
+@pytest.mark.parametrize(
+    "shape", [(256, 256, 3), (192, 336, 3), (333, 257, 4), (20, 13, 3), (1, 1, 3)]
+)
+def test_the_grid_is_the_mean_of_each_cell_as_array_split_cuts_them(
+    shape: tuple[int, int, int],
+) -> None:
+    px = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    cells = 32
+    want = np.array(
+        [
+            [
+                cell.reshape(-1, shape[2]).mean(axis=0)
+                for cell in np.array_split(band, min(cells, shape[1]), axis=1)
+            ]
+            for band in np.array_split(px, min(cells, shape[0]), axis=0)
+        ]
+    )
+    got = _pool(px, cells)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert np.allclose(got, want, rtol=0, atol=1e-4)
 
 
 def test_saliency_flattens_alpha_on_white() -> None:
