@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -141,6 +142,34 @@ def test_s3_store_round_trip(seaweed: SeaweedFS) -> None:
         head = await client.head_object(Bucket="roundtrip", Key=f"p/originals/cd/{other}")
         assert head["ContentType"] == "image/png"
         await again.close()
+
+    asyncio.run(run())
+
+
+def test_s3_store_a_body_damaged_on_the_way_is_refused(seaweed: SeaweedFS) -> None:
+    """The payload is not hashed into the signature: its CRC32, in a signed header, is what
+    the server checks, so a body changed after signing is refused, not stored."""
+
+    async def run() -> None:
+        store = S3Store("damaged", "p", endpoint=seaweed.endpoint, access_key="a", secret_key="b")
+        client = await store._s3()
+        sent: list[dict[str, str]] = []
+
+        def damage(request: Any, **_: Any) -> None:
+            if request.method == "PUT" and "/originals/" in request.url:
+                sent.append({k.lower(): str(v) for k, v in request.headers.items()})
+                body = request.body
+                request.body = b"X" + bytes(getattr(body, "getvalue", lambda: body)())[1:]
+
+        client.meta.events.register("before-send.s3", damage)
+        key = "ef" * 32
+        with pytest.raises(StoreUnavailable, match="BadDigest"):
+            await store.put(key, b"\xff\xd8jpeg-bytes", {"content_type": "image/jpeg"})
+        assert sent and "UNSIGNED-PAYLOAD" in sent[0]["x-amz-content-sha256"]
+        assert "x-amz-checksum-crc32" in sent[0]
+        client.meta.events.unregister("before-send.s3", damage)
+        assert await store.get(key) is None
+        await store.close()
 
     asyncio.run(run())
 
