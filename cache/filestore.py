@@ -166,6 +166,9 @@ def _read_meta(f: BinaryIO) -> dict[str, Any]:
         meta = None
     if not isinstance(meta, dict):
         raise Damaged("unreadable metadata")
+    image = os.fstat(f.fileno()).st_size - f.tell()
+    if meta.get("bytes", image) != image:  # cut short (or grown) since it was written
+        raise Damaged(f"{image} bytes of image where {meta['bytes']} were stored")
     return meta
 
 

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from cache.filestore import FileStore
 from cache.spool import SpooledStore
 from cache.store import StoredOriginal
@@ -53,6 +55,8 @@ def test_damaged_originals_are_taken_as_absent_and_replaced(tmp_path: Path) -> N
             b"promptpix-original 1 6\n[1, 2]\xff\xd8",
             b"promptpix-original 1 9\n{not json\xff\xd8",
         )
+        meta = orjson.dumps({**META, "bytes": 7})
+        damages += (b"promptpix-original 1 %d\n%s\xff\xd8cut" % (len(meta), meta),)
         for damage in damages:
             original_file(tmp_path, key).write_bytes(damage)
             assert await store.get(key) is None, damage  # made again, not failing every request
