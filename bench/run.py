@@ -21,12 +21,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
+import pyvips
 import uvloop
 
 from cache.filestore import FileStore
@@ -34,6 +36,9 @@ from cache.filestore import FileStore
 from . import servers
 from .servers import BENCH, Server, rss_mb
 from .source import make_source
+
+if TYPE_CHECKING:
+    from generators.base import GenerationRequest
 
 WORK = BENCH / ".work"
 LUA = BENCH / "wrk" / "sizes.lua"
@@ -276,6 +281,7 @@ def generation_benchmark(
     ]
     out["server_cpu_ms_per_miss"] = statistics.median(r["server_cpu_ms_per_miss"] for r in runs)
     out["drawing_cpu_ms"] = drawing_cost()
+    out["raw_libvips_s"] = raw_libvips(count, os.cpu_count() or 1)
     out["label"] = label
     out["workers"] = workers
     return out
@@ -299,26 +305,47 @@ def _burst(url: str, pid: int, count: int, others: dict[str, int]) -> dict[str, 
     return out
 
 
+def _placeholder(i: int, tag: str) -> GenerationRequest:
+    """The local generator's request for the i-th of a run's distinct square prompts."""
+    from generators.base import GenerationRequest
+
+    return GenerationRequest(f"{i:064x}", f"{tag} {i}", (1, 1), (1024, 1024), "", 0, "")
+
+
 def drawing_cost(count: int = 200) -> float:
     """CPU ms the local generator spends drawing one placeholder (work a real provider does
     elsewhere), measured here in this process on fresh keys."""
-    from generators.base import GenerationRequest
     from generators.local import render
     from transforms.vips import configure
 
     configure()  # libvips as the gateway sets it up: one thread an image, no cache
-
-    def request(i: int) -> GenerationRequest:
-        key = f"{i:064x}"
-        prompt = f"bench drawing {i}"
-        return GenerationRequest(key, prompt, (1, 1), (1024, 1024), "", 0, "")
-
     for i in range(40):  # the scenes are drawn once per process: not part of a key's cost
-        render(request(i))
+        render(_placeholder(i, "bench drawing"))
     started = time.process_time()
     for i in range(count):
-        render(request(1000 + i))
+        render(_placeholder(1000 + i, "bench drawing"))
     return (time.process_time() - started) * 1000 / count
+
+
+def raw_libvips(count: int, threads: int) -> float:
+    """Seconds raw libvips takes for the image work of `count` misses, one thread a core:
+    each placeholder thumbnailed to 256 px (shrunk on load) and saved as a JPEG, with no
+    focal point, store, HTTP or bookkeeping. The peer that the gateway's time beyond the
+    generator's 2 s is set against, measured in the same minute."""
+    from generators.local import render
+    from transforms.vips import configure
+
+    configure()
+    originals = [render(_placeholder(i, f"raw {time.time_ns()}")) for i in range(count)]
+
+    def thumbnail(data: bytes) -> int:
+        return len(pyvips.Image.thumbnail_buffer(data, 256).jpegsave_buffer(Q=80))
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(thumbnail, originals[:20]))  # warm: the threads, libvips' operations
+        started = time.perf_counter()
+        list(pool.map(thumbnail, originals))
+        return time.perf_counter() - started
 
 
 def idle_penalty(idle_s: float = 2.0, samples: int = 7) -> dict[str, float]:
