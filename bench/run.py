@@ -31,14 +31,14 @@ import httpx
 import pyvips
 import uvloop
 
-from cache.filestore import FileStore
+from promptpix.cache.filestore import FileStore
 
 from . import servers
 from .servers import BENCH, Server, rss_mb
 from .source import make_source
 
 if TYPE_CHECKING:
-    from generators.base import GenerationRequest
+    from promptpix.generators.base import GenerationRequest
 
 WORK = BENCH / ".work"
 LUA = BENCH / "wrk" / "sizes.lua"
@@ -307,7 +307,7 @@ def _burst(url: str, pid: int, count: int, others: dict[str, int]) -> dict[str, 
 
 def _placeholder(i: int, tag: str) -> GenerationRequest:
     """The local generator's request for the i-th of a run's distinct square prompts."""
-    from generators.base import GenerationRequest
+    from promptpix.generators.base import GenerationRequest
 
     return GenerationRequest(f"{i:064x}", f"{tag} {i}", (1, 1), (1024, 1024), "", 0, "")
 
@@ -315,8 +315,8 @@ def _placeholder(i: int, tag: str) -> GenerationRequest:
 def drawing_cost(count: int = 200) -> float:
     """CPU ms the local generator spends drawing one placeholder (work a real provider does
     elsewhere), measured here in this process on fresh keys."""
-    from generators.local import render
-    from transforms.vips import configure
+    from promptpix.generators.local import render
+    from promptpix.transforms.vips import configure
 
     configure()  # libvips as the gateway sets it up: one thread an image, no cache
     for i in range(40):  # the scenes are drawn once per process: not part of a key's cost
@@ -332,8 +332,8 @@ def raw_libvips(count: int, threads: int) -> float:
     each placeholder thumbnailed to 256 px (shrunk on load) and saved as a JPEG, with no
     focal point, store, HTTP or bookkeeping. The peer that the gateway's time beyond the
     generator's 2 s is set against, measured in the same minute."""
-    from generators.local import render
-    from transforms.vips import configure
+    from promptpix.generators.local import render
+    from promptpix.transforms.vips import configure
 
     configure()
     originals = [render(_placeholder(i, f"raw {time.time_ns()}")) for i in range(count)]
@@ -352,10 +352,10 @@ def idle_penalty(idle_s: float = 2.0, samples: int = 7) -> dict[str, float]:
     """CPU ms of one new original's analysis (decode and focal point), warm and after
     `idle_s` of idleness, here in this process: what a lone miss pays on a machine whose
     cores are slow to come back from idle, whatever the gateway does."""
-    from gateway.images import _analyse
-    from generators.base import GenerationRequest
-    from generators.local import render
-    from transforms.vips import configure
+    from promptpix.gateway.images import _analyse
+    from promptpix.generators.base import GenerationRequest
+    from promptpix.generators.local import render
+    from promptpix.transforms.vips import configure
 
     configure()
     data = render(GenerationRequest("0" * 64, "idle penalty", (1, 1), (1024, 1024), "", 0, ""))

@@ -7,13 +7,13 @@ import logging
 
 from starlette.routing import Route, Router
 
-from cache.backends import build_backends
-from generators.chain import build_chain
-from generators.llm import llm_from_env
-from generators.semantic import one_blas_thread
-from generators.vision import vision_from_env
-from transforms.executor import TransformPool
-from transforms.vips import configure
+from promptpix.cache.backends import build_backends
+from promptpix.generators.chain import build_chain
+from promptpix.generators.llm import llm_from_env
+from promptpix.generators.semantic import one_blas_thread
+from promptpix.generators.vision import vision_from_env
+from promptpix.transforms.executor import TransformPool
+from promptpix.transforms.vips import configure
 
 from . import health, providers
 from .config import Config

@@ -39,9 +39,9 @@ def reindex_command() -> int:
 
     import asyncpg
 
-    from cache.backends import build_backends
-    from cache.index import original_row
-    from cache.store import StoreUnavailable
+    from promptpix.cache.backends import build_backends
+    from promptpix.cache.index import original_row
+    from promptpix.cache.store import StoreUnavailable
 
     try:
         config = Config.from_env()
@@ -109,7 +109,7 @@ def serve_command(host: str | None, port: int | None, workers: int, server: str)
     if workers < 1:
         print("promptpix: --workers must be at least 1", file=sys.stderr)
         return 2
-    target = "gateway.app:create_app"
+    target = "promptpix.gateway.app:create_app"
     if server == "uvicorn":
         import uvicorn
 

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from cache.store import store_path
-from generators.chain import default_generators
-from transforms.formats import FORMATS
+from promptpix.cache.store import store_path
+from promptpix.generators.chain import default_generators
+from promptpix.transforms.formats import FORMATS
 
 DEFAULT_CACHE_CONTROL = "public, max-age=31536000, immutable"
 DATABASE_SCHEMES = ("postgresql", "postgres")  # what asyncpg connects to

@@ -14,25 +14,30 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cache.index import IndexWriter, Row, original_row
-from cache.leases import Leases, acquire
-from cache.memory import MemoryTier
-from cache.singleflight import SingleFlight
-from cache.store import Store, StoredOriginal, StoreUnavailable
-from generators.base import AllGeneratorsFailed, GeneratedImage, GenerationRequest, Refused
-from generators.chain import Chain
-from generators.llm import TextLLM
-from generators.prompts import prepare
-from generators.ratios import NATIVE_SIZES, ratio_text
-from generators.semantic import REUSE_THRESHOLD, SIMILAR_THRESHOLD
-from generators.styles import is_transparent
-from generators.vision import Analysis, GeminiVision
-from transforms.background import subject_centre
-from transforms.executor import TransformPool
-from transforms.focal import ANALYSIS_SIZE, find_focal_point
-from transforms.formats import FORMATS
-from transforms.pipeline import Rendered, render, shrink_factor
-from transforms.source import Header, Source, decode, header
+from promptpix.cache.index import IndexWriter, Row, original_row
+from promptpix.cache.leases import Leases, acquire
+from promptpix.cache.memory import MemoryTier
+from promptpix.cache.singleflight import SingleFlight
+from promptpix.cache.store import Store, StoredOriginal, StoreUnavailable
+from promptpix.generators.base import (
+    AllGeneratorsFailed,
+    GeneratedImage,
+    GenerationRequest,
+    Refused,
+)
+from promptpix.generators.chain import Chain
+from promptpix.generators.llm import TextLLM
+from promptpix.generators.prompts import prepare
+from promptpix.generators.ratios import NATIVE_SIZES, ratio_text
+from promptpix.generators.semantic import REUSE_THRESHOLD, SIMILAR_THRESHOLD
+from promptpix.generators.styles import is_transparent
+from promptpix.generators.vision import Analysis, GeminiVision
+from promptpix.transforms.background import subject_centre
+from promptpix.transforms.executor import TransformPool
+from promptpix.transforms.focal import ANALYSIS_SIZE, find_focal_point
+from promptpix.transforms.formats import FORMATS
+from promptpix.transforms.pipeline import Rendered, render, shrink_factor
+from promptpix.transforms.source import Header, Source, decode, header
 
 from .metrics import Metrics
 from .params import GenerationParams, TransformParams

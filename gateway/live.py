@@ -11,11 +11,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from cache.store import StoreUnavailable
-from generators.base import AllGeneratorsFailed, Refused
-from generators.styles import is_transparent
-from transforms.errors import PoolFull, SourceTooLarge, UnreadableImage
-from transforms.formats import FORMATS, negotiate
+from promptpix.cache.store import StoreUnavailable
+from promptpix.generators.base import AllGeneratorsFailed, Refused
+from promptpix.generators.styles import is_transparent
+from promptpix.transforms.errors import PoolFull, SourceTooLarge, UnreadableImage
+from promptpix.transforms.formats import FORMATS, negotiate
 
 from . import errors as err
 from .config import Config

@@ -7,10 +7,10 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from cache.keys import content_key
-from generators.prompts import MAX_PROMPT_CHARS
-from generators.ratios import nearest_native, reduce_ratio
-from generators.styles import BUILTIN_STYLES
+from promptpix.cache.keys import content_key
+from promptpix.generators.prompts import MAX_PROMPT_CHARS
+from promptpix.generators.ratios import nearest_native, reduce_ratio
+from promptpix.generators.styles import BUILTIN_STYLES
 
 from .errors import BadParameter, PromptTooLong, UnknownParameter
 

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import orjson
 
-from cache.store import store_path
-from generators.embedding import EmbeddingModelMissing, Matrix, model_dir
-from generators.semantic import (
+from promptpix.cache.store import store_path
+from promptpix.generators.embedding import EmbeddingModelMissing, Matrix, model_dir
+from promptpix.generators.semantic import (
     EmbeddingService,
     SemanticIndex,
     SemanticMatch,

@@ -28,7 +28,9 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 def default_workflow() -> dict[str, Any]:
-    text = resources.files("generators").joinpath("comfyui_workflow.json").read_text("utf-8")
+    text = (
+        resources.files("promptpix.generators").joinpath("comfyui_workflow.json").read_text("utf-8")
+    )
     return dict(json.loads(text))
 
 

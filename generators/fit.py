@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pyvips
 
-from transforms.focal import find_focal_point
-from transforms.source import decode
+from promptpix.transforms.focal import find_focal_point
+from promptpix.transforms.source import decode
 
 from .ratios import NATIVE_SIZES, nearest_native
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyvips
 
-from transforms.jpeg import segments
+from promptpix.transforms.jpeg import segments
 
 from .base import GeneratedImage, GenerationRequest
 from .semantic import lower_priority

@@ -23,9 +23,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import pyvips
 
-from generators.base import GeneratedImage
-from generators.chain import Chain, Limits
-from transforms.source import decode
+from promptpix.generators.base import GeneratedImage
+from promptpix.generators.chain import Chain, Limits
+from promptpix.transforms.source import decode
 
 
 def png(width: int, height: int, colour: tuple[int, int, int] = (200, 80, 40)) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pyvips
 
-from cache.filestore import FileStore
+from promptpix.cache.filestore import FileStore
 from tests.services import Gateway
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")

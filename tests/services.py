@@ -347,7 +347,7 @@ class Gateway:
             [
                 sys.executable,
                 "-m",
-                "gateway.cli",
+                "promptpix.gateway.cli",
                 "serve",
                 "--host",
                 "127.0.0.1",

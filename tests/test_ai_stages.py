@@ -301,8 +301,8 @@ def test_a_burst_of_stored_prompts_is_all_embedded_and_survives_a_restart(
 ) -> None:
     import asyncio
 
-    from gateway.similar import SemanticCache
-    from generators.semantic import EmbeddingService
+    from promptpix.gateway.similar import SemanticCache
+    from promptpix.generators.semantic import EmbeddingService
 
     keys = [f"{i:064x}" for i in range(100)]
 
@@ -337,9 +337,9 @@ def test_stored_prompts_wait_for_a_quiet_gateway_but_not_forever(
 ) -> None:
     import asyncio
 
-    from gateway import similar
-    from gateway.similar import SemanticCache
-    from generators.semantic import EmbeddingService
+    from promptpix.gateway import similar
+    from promptpix.gateway.similar import SemanticCache
+    from promptpix.generators.semantic import EmbeddingService
 
     async def run() -> tuple[int, int, int, int]:
         busy = True

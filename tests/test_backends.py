@@ -19,8 +19,8 @@ import asyncpg
 import httpx
 import pytest
 
-from cache.s3store import S3Store
-from cache.store import StoreUnavailable
+from promptpix.cache.s3store import S3Store
+from promptpix.cache.store import StoreUnavailable
 from tests.services import (
     Gateway,
     Nginx,
@@ -479,7 +479,7 @@ def test_reindex_rebuilds_from_store(
         await store.close()
 
     asyncio.run(put_damaged())
-    reindex = [sys.executable, "-m", "gateway.cli", "reindex"]
+    reindex = [sys.executable, "-m", "promptpix.gateway.cli", "reindex"]
     out = subprocess.run(
         reindex,
         env={**os.environ, **env, "PROMPTPIX_DATABASE_URL": empty},
@@ -589,7 +589,7 @@ def test_nginx_passes_a_long_prompt(proxied: tuple[Gateway, str]) -> None:
 
 
 def test_index_writer_drops_only_a_refused_row() -> None:
-    from cache.index import IndexWriter, Row
+    from promptpix.cache.index import IndexWriter, Row
 
     class Picky:
         kind = "picky"
@@ -630,7 +630,7 @@ def test_index_writer_drops_only_a_refused_row() -> None:
 
 def test_pg_leases_in_a_burst(postgres: PostgreSQL) -> None:
     """Many takes at once go in few statements and each key still has one holder."""
-    from cache.postgres import PgLeases, Postgres
+    from promptpix.cache.postgres import PgLeases, Postgres
 
     dsn = fresh_db(postgres)
 
@@ -661,8 +661,8 @@ def test_pg_leases_in_a_burst(postgres: PostgreSQL) -> None:
 def test_index_lookups(postgres: PostgreSQL) -> None:
     """The index answers whether it lists an original; a database that does not answer
     gives no answer at once, and is not asked again for a while."""
-    from cache.index import IndexWriter, original_row
-    from cache.postgres import Postgres
+    from promptpix.cache.index import IndexWriter, original_row
+    from promptpix.cache.postgres import Postgres
 
     dsn = fresh_db(postgres)
 
@@ -700,8 +700,8 @@ def test_pg_leases_when_the_database_does_not_answer() -> None:
     misses go ahead (single-flight per process) without asking again for a while."""
     import socket
 
-    from cache.leases import NoLease
-    from cache.postgres import PgLeases, Postgres
+    from promptpix.cache.leases import NoLease
+    from promptpix.cache.postgres import PgLeases, Postgres
 
     async def run() -> None:
         with socket.create_server(("127.0.0.1", 0)) as silent:

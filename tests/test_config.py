@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, ConfigError
+from promptpix.gateway.config import Config, ConfigError
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_database_url_must_be_postgresql() -> None:
 
 def test_serve_stops_with_one_line_on_a_bad_store(tmp_path: Path) -> None:
     """No server starts, no worker traceback: the reason, and exit status 2."""
-    command = "import sys; from gateway.cli import main; sys.exit(main())"
+    command = "import sys; from promptpix.gateway.cli import main; sys.exit(main())"
     run = subprocess.run(
         [sys.executable, "-c", command, "serve", "--port", "0"],
         env={"PROMPTPIX_STORE": "s3://pp/images", "PATH": "/usr/bin:/bin"},

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from transforms.errors import PoolFull
-from transforms.executor import TransformPool
+from promptpix.transforms.errors import PoolFull
+from promptpix.transforms.executor import TransformPool
 
 
 def test_finishing_work_overtakes_waiting_starts_and_order_holds_within_each() -> None:

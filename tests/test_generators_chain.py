@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from gateway.config import Config
-from generators.chain import ConfigError, Limits, build_chain
-from generators.fit import crop_to_ratio
-from generators.governor import Breaker, FairLimiter, QueueFull, RateLimiter
-from generators.imagen import NATIVE_SIZES as IMAGEN
-from generators.openai import NATIVE_SIZES as OPENAI
-from generators.ratios import nearest_native as nearest
+from promptpix.gateway.config import Config
+from promptpix.generators.chain import ConfigError, Limits, build_chain
+from promptpix.generators.fit import crop_to_ratio
+from promptpix.generators.governor import Breaker, FairLimiter, QueueFull, RateLimiter
+from promptpix.generators.imagen import NATIVE_SIZES as IMAGEN
+from promptpix.generators.openai import NATIVE_SIZES as OPENAI
+from promptpix.generators.ratios import nearest_native as nearest
+from promptpix.transforms.source import decode
 from tests.generator_fakes import png
-from transforms.source import decode
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from generators.base import GenerationRequest
-from generators.chain import Chain, Limits
-from generators.comfyui import ComfyUIGenerator, default_workflow, fill
-from generators.local import LocalGenerator
-from generators.ratios import NATIVE_SIZES
+from promptpix.generators.base import GenerationRequest
+from promptpix.generators.chain import Chain, Limits
+from promptpix.generators.comfyui import ComfyUIGenerator, default_workflow, fill
+from promptpix.generators.local import LocalGenerator
+from promptpix.generators.ratios import NATIVE_SIZES
+from promptpix.transforms.source import decode
 from tests.generator_fakes import (
     OPEN,
     Answer,
@@ -18,7 +19,6 @@ from tests.generator_fakes import (
     close_chains,  # noqa: F401 (an autouse fixture)
     validate,
 )
-from transforms.source import decode
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

@@ -8,12 +8,13 @@ import time
 
 import pytest
 
-from generators.base import GeneratedImage, GenerationError, GenerationRequest, Refused
-from generators.chain import Chain, Limits
-from generators.gemini import GeminiGenerator, retry_delay
-from generators.governor import RateLimiter
-from generators.local import LocalGenerator
-from generators.ratios import NATIVE_SIZES
+from promptpix.generators.base import GeneratedImage, GenerationError, GenerationRequest, Refused
+from promptpix.generators.chain import Chain, Limits
+from promptpix.generators.gemini import GeminiGenerator, retry_delay
+from promptpix.generators.governor import RateLimiter
+from promptpix.generators.local import LocalGenerator
+from promptpix.generators.ratios import NATIVE_SIZES
+from promptpix.transforms.source import decode
 from tests.generator_fakes import (
     FAST,
     GEMINI_SIZES,
@@ -28,7 +29,6 @@ from tests.generator_fakes import (
     png,
     validate,
 )
-from transforms.source import decode
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

@@ -7,11 +7,12 @@ import base64
 
 import pytest
 
-from generators.base import GenerationRequest, Refused
-from generators.chain import Chain, Limits
-from generators.imagen import ImagenGenerator
-from generators.local import LocalGenerator
-from generators.ratios import NATIVE_SIZES
+from promptpix.generators.base import GenerationRequest, Refused
+from promptpix.generators.chain import Chain, Limits
+from promptpix.generators.imagen import ImagenGenerator
+from promptpix.generators.local import LocalGenerator
+from promptpix.generators.ratios import NATIVE_SIZES
+from promptpix.transforms.source import decode
 from tests.generator_fakes import (
     FAST,
     OPEN,
@@ -22,7 +23,6 @@ from tests.generator_fakes import (
     imagen_ok,
     validate,
 )
-from transforms.source import decode
 
 pytestmark = [
     pytest.mark.anyio,

@@ -7,11 +7,12 @@ import time
 
 import pytest
 
-from generators.base import GenerationRequest, Refused
-from generators.chain import Chain, Limits
-from generators.local import LocalGenerator
-from generators.openai import OpenAIGenerator, normalise_base
-from generators.ratios import NATIVE_SIZES
+from promptpix.generators.base import GenerationRequest, Refused
+from promptpix.generators.chain import Chain, Limits
+from promptpix.generators.local import LocalGenerator
+from promptpix.generators.openai import OpenAIGenerator, normalise_base
+from promptpix.generators.ratios import NATIVE_SIZES
+from promptpix.transforms.source import decode
 from tests.generator_fakes import (
     FAST,
     OPEN,
@@ -22,7 +23,6 @@ from tests.generator_fakes import (
     openai_ok,
     validate,
 )
-from transforms.source import decode
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -149,7 +149,7 @@ async def test_base_url_forms() -> None:
 
 
 async def test_timeout_zero_means_no_limit_not_an_instant_failure() -> None:
-    from generators.chain import build_chain
+    from promptpix.generators.chain import build_chain
 
     with FakeServer(openai_ok) as server:
         env = {

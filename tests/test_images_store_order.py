@@ -8,16 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cache.filestore import FileStore
-from cache.index import IndexWriter
-from cache.leases import FileLeases
-from cache.sqliteindex import SQLiteIndex
-from gateway.images import ImageService, ImageSettings
-from gateway.metrics import Metrics
-from gateway.params import ParseContext, parse
-from generators.chain import build_chain
-from transforms.executor import TransformPool
-from transforms.vips import configure
+from promptpix.cache.filestore import FileStore
+from promptpix.cache.index import IndexWriter
+from promptpix.cache.leases import FileLeases
+from promptpix.cache.sqliteindex import SQLiteIndex
+from promptpix.gateway.images import ImageService, ImageSettings
+from promptpix.gateway.metrics import Metrics
+from promptpix.gateway.params import ParseContext, parse
+from promptpix.generators.chain import build_chain
+from promptpix.transforms.executor import TransformPool
+from promptpix.transforms.vips import configure
 
 configure()
 PUT_DELAY_S = 0.4

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import pyvips
 
-from transforms import jpeg
-from transforms.errors import SourceTooLarge, UnreadableImage
-from transforms.source import decode, header
-from transforms.vips import configure
+from promptpix.transforms import jpeg
+from promptpix.transforms.errors import SourceTooLarge, UnreadableImage
+from promptpix.transforms.source import decode, header
+from promptpix.transforms.vips import configure
 
 configure()
 

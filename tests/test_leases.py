@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from cache.leases import FileLeases
+from promptpix.cache.leases import FileLeases
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY, OTHER = "ab" * 32, "cd" * 32
@@ -20,7 +20,7 @@ HOLDER = textwrap.dedent(
     import asyncio, sys, time
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
-    from cache.leases import FileLeases
+    from promptpix.cache.leases import FileLeases
     leases = FileLeases(Path(sys.argv[2]))
     lease = asyncio.run(leases.try_acquire(sys.argv[3]))
     print("held" if lease is not None else "refused", flush=True)

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import pyvips
 
-from gateway.params import TransformParams
-from generators import local
-from generators.base import GenerationRequest
-from generators.ratios import NATIVE_SIZES
-from transforms import jpeg
-from transforms.focal import _pool, find_focal_point
-from transforms.pipeline import render, shrink_factor
-from transforms.source import Source, decode, header
+from promptpix.gateway.params import TransformParams
+from promptpix.generators import local
+from promptpix.generators.base import GenerationRequest
+from promptpix.generators.ratios import NATIVE_SIZES
+from promptpix.transforms import jpeg
+from promptpix.transforms.focal import _pool, find_focal_point
+from promptpix.transforms.pipeline import render, shrink_factor
+from promptpix.transforms.source import Source, decode, header
 
 
 def request(prompt: str, ratio: tuple[int, int] = (1, 1), style: str = "") -> GenerationRequest:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from generators.llm import (
+from promptpix.generators.llm import (
     GeminiLLM,
     LLMChain,
     LLMError,
@@ -23,7 +23,7 @@ from generators.llm import (
     TextLLM,
     llm_from_env,
 )
-from generators.prompts import (
+from promptpix.generators.prompts import (
     COMPACT_ABOVE,
     MAX_PROMPT_CHARS,
     clean_answer,
@@ -32,7 +32,7 @@ from generators.prompts import (
     prepare,
     validate_prompt,
 )
-from generators.styles import apply_style
+from promptpix.generators.styles import apply_style
 
 pytestmark = pytest.mark.timeout(60)
 

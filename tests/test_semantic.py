@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from generators.embedding import DIMENSIONS, MiniLM, cosine, model_dir
-from generators.semantic import (
+from promptpix.generators.embedding import DIMENSIONS, MiniLM, cosine, model_dir
+from promptpix.generators.semantic import (
     REUSE_THRESHOLD,
     SIMILAR_THRESHOLD,
     EmbeddingBusy,
@@ -273,8 +273,8 @@ def blas_threads():
 
 threadpool_limits(2, user_api="blas")  # what numpy starts with on two cores or more
 before = blas_threads()
-from gateway.app import App
-from gateway.config import Config
+from promptpix.gateway.app import App
+from promptpix.gateway.config import Config
 App(Config.from_env({"PROMPTPIX_STORE": sys.argv[1]}))
 print(before, blas_threads())
 """
@@ -409,7 +409,7 @@ class NoModel(importlib.abc.MetaPathFinder):  # a package without its files, as 
 
 sys.meta_path.insert(0, NoModel())
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
-from gateway.similar import SemanticSettings, open_semantic
+from promptpix.gateway.similar import SemanticSettings, open_semantic
 print(open_semantic(SemanticSettings.from_env(sys.argv[1], {})))
 """
 

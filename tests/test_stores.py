@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from cache.filestore import FileStore
-from cache.spool import SpooledStore
-from cache.store import StoredOriginal
+from promptpix.cache.filestore import FileStore
+from promptpix.cache.spool import SpooledStore
+from promptpix.cache.store import StoredOriginal
 
 KEYS = [f"{i:02x}" * 32 for i in range(1, 5)]
 META = {"content_type": "image/jpeg", "prompt": "p"}

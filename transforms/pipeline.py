@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pyvips
 
-from gateway.params import TransformParams
+from promptpix.gateway.params import TransformParams
 
 from .background import remove_background
 from .formats import FORMATS, Format
