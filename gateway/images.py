@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from promptpix.cache.index import IndexWriter, Row, original_row
+from promptpix.cache.keys import variant_key
 from promptpix.cache.leases import Leases, acquire
 from promptpix.cache.memory import MemoryTier
 from promptpix.cache.singleflight import SingleFlight
@@ -36,11 +37,12 @@ from promptpix.transforms.background import subject_centre
 from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.focal import ANALYSIS_SIZE, find_focal_point
 from promptpix.transforms.formats import FORMATS
+from promptpix.transforms.params import TransformParams
 from promptpix.transforms.pipeline import Rendered, render, shrink_factor
 from promptpix.transforms.source import Header, Source, decode, header
 
 from .metrics import Metrics
-from .params import GenerationParams, TransformParams
+from .params import GenerationParams
 
 if TYPE_CHECKING:
     from .similar import SemanticCache
@@ -209,7 +211,7 @@ class ImageService:
             original = await self._from_store(stored, gen)
         style = str(original.meta.get("params", {}).get("style", ""))
         variant = await self._render(
-            original, transform, style, transform.key(match.key), SIMILAR, timings
+            original, transform, style, variant_key(match.key, transform), SIMILAR, timings
         )
         log.info("serving %s for %s (similarity %.3f)", match.key, gen.key, match.similarity)
         return dataclasses.replace(variant, similarity=round(match.similarity, 4))

@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from promptpix.cache.keys import variant_key
 from promptpix.cache.store import StoreUnavailable
 from promptpix.generators.base import AllGeneratorsFailed, Refused
 from promptpix.generators.styles import is_transparent
@@ -110,7 +111,7 @@ class LiveImages:
 
         try:
             request, fmt, negotiated = self._parse(path, query, accept)
-            vkey = request.transform.key(request.gen.key)
+            vkey = variant_key(request.gen.key, request.transform)
             parsed_ms = (time.perf_counter() - started) * 1000
             if if_none_match and etag_matches(if_none_match, b'"' + vkey.encode() + b'"'):
                 await self._not_modified(send_, vkey, negotiated)

@@ -7,10 +7,11 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from promptpix.cache.keys import content_key
+from promptpix.cache.keys import original_key
 from promptpix.generators.prompts import MAX_PROMPT_CHARS
 from promptpix.generators.ratios import nearest_native, reduce_ratio
 from promptpix.generators.styles import BUILTIN_STYLES
+from promptpix.transforms.params import FITS, NAMED_ANCHORS, Anchor, Colour, TransformParams
 
 from .errors import BadParameter, PromptTooLong, UnknownParameter
 
@@ -18,10 +19,6 @@ MAX_NEG = 1_000
 MAX_SEED = 2_147_483_647
 MAX_QUERY_FIELDS = 32
 
-FITS = frozenset({"cover", "contain", "inside", "fill"})
-NAMED_ANCHORS = frozenset(
-    {"focal", "center", "top", "bottom", "left", "right", "attention", "entropy"}
-)
 FORMATS = frozenset({"webp", "avif", "jpeg", "png"})
 FORMAT_ALIASES = {"jpg": "jpeg"}
 ALPHA_FORMATS = frozenset({"webp", "avif", "png"})
@@ -35,9 +32,6 @@ _NUM = re.compile(r"[0-9]{1,4}(\.[0-9]{1,6})?")
 _RATIO = re.compile(r"([0-9]{1,3}):([0-9]{1,3})")
 _HEX = re.compile(r"[0-9a-fA-F]{6}")
 _SPACE = re.compile(r"\s+")
-
-Anchor = str | tuple[float, float]
-Colour = tuple[int, int, int] | None  # None: transparent
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,71 +64,16 @@ class GenerationParams:
 
     @property
     def key(self) -> str:
-        return content_key(
-            "original",
-            [
-                self.project,
-                self.style_version,
-                self.prompt,
-                f"{self.ratio[0]}:{self.ratio[1]}",
-                self.style,
-                self.neg,
-                self.seed,
-                int(self.enhance),
-                self.model,
-            ],
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TransformParams:
-    """What defines a variant of an original; sizes are in device pixels."""
-
-    view: tuple[int, int]  # exact aspect ratio asked for (a crop of the original if not native)
-    width: int | None
-    height: int | None
-    fit: str
-    anchor: Anchor
-    fmt: str  # one of FORMATS, or "auto" until negotiated
-    quality: int | None  # None: the format's default
-    bg: Colour
-    bg_given: bool
-    rmbg: bool
-    blur: float
-
-    def resolved(self, fmt: str, quality: int) -> TransformParams:
-        return TransformParams(
-            self.view,
-            self.width,
-            self.height,
-            self.fit,
-            self.anchor,
-            fmt,
-            quality,
-            self.bg,
-            self.bg_given,
-            self.rmbg,
-            self.blur,
-        )
-
-    def key(self, original_key: str) -> str:
-        anchor = self.anchor if isinstance(self.anchor, str) else list(self.anchor)
-        bg = "transparent" if self.bg is None else "{:02x}{:02x}{:02x}".format(*self.bg)
-        return content_key(
-            "variant",
-            [
-                original_key,
-                f"{self.view[0]}:{self.view[1]}",
-                self.width or 0,
-                self.height or 0,
-                self.fit,
-                anchor,
-                self.fmt,
-                self.quality,
-                bg if self.bg_given else "",
-                int(self.rmbg),
-                self.blur,
-            ],
+        return original_key(
+            self.project,
+            self.style_version,
+            self.prompt,
+            self.ratio,
+            self.style,
+            self.neg,
+            self.seed,
+            self.enhance,
+            self.model,
         )
 
 

@@ -23,9 +23,9 @@ import numpy as np
 import pyvips
 
 from promptpix.transforms.jpeg import segments
+from promptpix.transforms.threads import lower_priority
 
 from .base import GeneratedImage, GenerationRequest
-from .semantic import lower_priority
 from .styles import BUILTIN_STYLES
 
 COLOUR_WORDS: dict[str, tuple[int, int, int]] = {

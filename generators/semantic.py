@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import queue
 import threading
 import time
@@ -22,6 +21,8 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from promptpix.transforms.threads import lower_priority
 
 from .embedding import DIMENSIONS, Matrix, MiniLM
 
@@ -172,7 +173,6 @@ def _settle(
 
 
 BATCH = 32  # jobs embedded in one forward pass at most
-BACKGROUND_NICE = 10  # the scheduling priority of background threads (Linux: per thread)
 
 
 def one_blas_thread() -> None:
@@ -182,12 +182,6 @@ def one_blas_thread() -> None:
     between matrix products: about four times the CPU, taken from the answers. The variable
     that would do this, OPENBLAS_NUM_THREADS, is read once, when numpy is first imported."""
     threadpool_limits(1, user_api="blas")
-
-
-def lower_priority() -> None:
-    """Make the calling thread background work: answers come first when the cores are busy."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
 
 
 class EmbeddingService:

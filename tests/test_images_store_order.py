@@ -10,6 +10,7 @@ from typing import Any
 
 from promptpix.cache.filestore import FileStore
 from promptpix.cache.index import IndexWriter
+from promptpix.cache.keys import variant_key
 from promptpix.cache.leases import FileLeases
 from promptpix.cache.sqliteindex import SQLiteIndex
 from promptpix.gateway.images import ImageService, ImageSettings
@@ -70,14 +71,14 @@ def test_answers_wait_for_the_store_write_and_the_lease_covers_it(tmp_path: Path
         key = first.gen.key
         assert other.gen.key == key
         task = asyncio.create_task(
-            images.variant(first.gen, first.transform, first.transform.key(key))
+            images.variant(first.gen, first.transform, variant_key(key, first.transform))
         )
         await store.put_started.wait()
         # While the original is being written: another process cannot take its lease...
         assert await FileLeases(tmp_path).try_acquire(key) is None
         # ...and another variant of it, answered from the original in memory, waits too.
         second = asyncio.create_task(
-            images.variant(other.gen, other.transform, other.transform.key(key))
+            images.variant(other.gen, other.transform, variant_key(key, other.transform))
         )
         (variant, status), (variant2, status2) = await asyncio.gather(task, second)
         answered_at = time.monotonic()

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import pyvips
 
-from promptpix.gateway.params import TransformParams
 from promptpix.generators import local
 from promptpix.generators.base import GenerationRequest
 from promptpix.generators.ratios import NATIVE_SIZES
 from promptpix.transforms import jpeg
 from promptpix.transforms.focal import _pool, find_focal_point
+from promptpix.transforms.params import TransformParams
 from promptpix.transforms.pipeline import render, shrink_factor
 from promptpix.transforms.source import Source, decode, header
 

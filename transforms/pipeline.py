@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 import pyvips
 
-from promptpix.gateway.params import TransformParams
-
 from .background import remove_background
 from .formats import FORMATS, Format
 from .geometry import ANCHOR_POINTS, box_size, crop_box, fit_size
+from .params import TransformParams
 from .source import Source
 
 
