@@ -21,9 +21,7 @@ ENV PROMPTPIX_STORE=file:///data \
     PROMPTPIX_SPOOL_DIR=/data/spool \
     PYTHONDONTWRITEBYTECODE=1 \
     PROMPTPIX_HOST=0.0.0.0 \
-    PROMPTPIX_PORT=8080 \
-    MALLOC_ARENA_MAX=2 \
-    VIPS_CONCURRENCY=1
+    PROMPTPIX_PORT=8080
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)" || exit 1
 ENTRYPOINT ["promptpix", "serve"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("VIPS_CONCURRENCY", "1")
-
 import pyvips
 
+# One thread per image: parallelism comes from the transform pool, not from inside libvips.
+CONCURRENCY = 1
 ALLOWED_LOADERS = (
     "VipsForeignLoadJpeg",
     "VipsForeignLoadPng",
@@ -22,8 +20,7 @@ def configure() -> None:
     global _configured
     if _configured:
         return
-    # One thread per image: parallelism comes from the transform pool, not from inside libvips.
-    pyvips.concurrency_set(int(os.environ.get("VIPS_CONCURRENCY", "1")))
+    pyvips.concurrency_set(CONCURRENCY)
     pyvips.cache_set_max(0)
     pyvips.cache_set_max_mem(0)
     pyvips.block_untrusted_set(True)
