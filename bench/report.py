@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .results import Results
 from .servers import BENCH
-
-if TYPE_CHECKING:
-    from .run import Results
 
 # (label, numerator, denominator, target ratio)
 RATIOS = [

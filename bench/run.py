@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
@@ -34,6 +33,7 @@ import uvloop
 from promptpix.cache.filestore import FileStore
 
 from . import servers
+from .results import Load, Results
 from .servers import BENCH, Server, rss_mb
 from .source import make_source
 
@@ -48,15 +48,6 @@ HIT_PATH = "/i/demo?prompt=bench+source+photo&ar=16:9&w=400&h=300&fmt=jpeg"
 
 
 # --- wrk ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Load:
-    rps: float
-    requests: int
-    errors: int
-    p50_ms: float
-    p99_ms: float
 
 
 def wrk(base: str, path: str, seconds: int, connections: int, threads: int = 2) -> Load:
@@ -352,9 +343,9 @@ def idle_penalty(idle_s: float = 2.0, samples: int = 7) -> dict[str, float]:
     """CPU ms of one new original's analysis (decode and focal point), warm and after
     `idle_s` of idleness, here in this process: what a lone miss pays on a machine whose
     cores are slow to come back from idle, whatever the gateway does."""
-    from promptpix.gateway.images import _analyse
     from promptpix.generators.base import GenerationRequest
     from promptpix.generators.local import render
+    from promptpix.transforms.analysis import analyse
     from promptpix.transforms.vips import configure
 
     configure()
@@ -365,7 +356,7 @@ def idle_penalty(idle_s: float = 2.0, samples: int = 7) -> dict[str, float]:
         for _ in range(samples):
             time.sleep(pause)
             started = time.thread_time()
-            _analyse(data, 100_000_000)
+            analyse(data, 100_000_000)
             times.append((time.thread_time() - started) * 1000)
         out[label] = statistics.median(times)
     return out
@@ -441,19 +432,6 @@ def s3_postgres_generation(workers: int, count: int) -> dict[str, Any]:
 
 
 # --- the run -----------------------------------------------------------------------------
-
-
-@dataclass
-class Results:
-    rounds: list[dict[str, Load]] = field(default_factory=list)
-    rss_peak: dict[int, float] = field(default_factory=dict)
-    gateway_rss_parent: float = 0.0
-    hit_bytes: int = 0
-    source_bytes: int = 0
-    generation: list[dict[str, Any]] = field(default_factory=list)
-    miss_cost: dict[str, Any] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 def run(args: argparse.Namespace) -> Results:
