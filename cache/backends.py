@@ -9,9 +9,11 @@ from .filestore import FileStore
 from .index import IndexWriter
 from .leases import FileLeases, Leases
 from .postgres import PgLeases, Postgres
+from .s3store import S3Store
 from .spool import SpooledStore
 from .sqliteindex import SQLiteIndex
-from .store import Store, open_store
+from .store import Store
+from .storeurl import store_path
 
 
 @dataclass(slots=True)
@@ -34,6 +36,12 @@ class Backends:
         await self.store.close()
         if isinstance(self.leases, PgLeases):
             await self.leases.close()
+
+
+def open_store(url: str) -> Store:
+    """`file:///path` (or a bare path) for the file store, `s3://bucket/prefix` for S3."""
+    path = store_path(url)
+    return S3Store.from_url(url) if path is None else FileStore(path)
 
 
 def build_backends(store_url: str, database_url: str, spool_dir: str) -> Backends:

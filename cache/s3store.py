@@ -26,7 +26,8 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .keys import is_key
-from .store import StoredOriginal, StoreUnavailable, StoreUnreachable, split_s3_url
+from .store import StoredOriginal, StoreUnavailable, StoreUnreachable
+from .storeurl import split_s3_url
 
 log = logging.getLogger("promptpix.store")
 MISSING = {"NoSuchKey", "404", "NotFound"}

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import orjson
 
-from promptpix.cache.store import store_path
+from promptpix.cache.storeurl import store_path
 from promptpix.generators.embedding import EmbeddingModelMissing, Matrix, model_dir
 from promptpix.generators.semantic import (
     EmbeddingService,
