@@ -66,8 +66,7 @@ def reindex_command() -> int:
                 count += len(batch)
             total = await index.count("originals")
         finally:
-            await index.close()
-            await backends.store.close()
+            await backends.close()
         print(f"reindexed {count} originals; the index holds {total}")
         return 0
 
