@@ -8,9 +8,9 @@ import logging
 from starlette.routing import Route, Router
 
 from promptpix.cache.backends import build_backends
+from promptpix.cache.semantic import SemanticSettings, one_blas_thread, open_semantic
 from promptpix.generators.chain import build_chain
 from promptpix.generators.llm import llm_from_env
-from promptpix.generators.semantic import one_blas_thread
 from promptpix.generators.vision import vision_from_env
 from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
@@ -23,7 +23,6 @@ from .live import ROUTE, LiveImages
 from .metrics import Metrics
 from .projects import DEMO, Projects
 from .responses import send_error
-from .similar import SemanticSettings, open_semantic
 from .types import Message, Receive, Scope, Send
 
 log = logging.getLogger("promptpix")

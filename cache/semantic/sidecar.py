@@ -31,16 +31,10 @@ from pathlib import Path
 
 import orjson
 
-from promptpix.cache.storeurl import store_path
-from promptpix.generators.embedding import EmbeddingModelMissing, Matrix, model_dir
-from promptpix.generators.semantic import (
-    EmbeddingService,
-    SemanticIndex,
-    SemanticMatch,
-    from_bytes,
-    ratio_label,
-    to_bytes,
-)
+from ..storeurl import store_path
+from .embedding import EmbeddingModelMissing, Matrix, model_dir
+from .index import SemanticIndex, SemanticMatch, from_bytes, ratio_label, to_bytes
+from .service import EmbeddingService
 
 log = logging.getLogger("promptpix.similar")
 
