@@ -1,4 +1,4 @@
-"""Assembles the storage side from configuration: store (+ spool), database, index, leases."""
+"""Assembles the storage side from the settings: store (+ spool), database, index, leases."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from .pgindex import PgIndex
 from .pgleases import PgLeases
 from .postgres import Postgres
 from .s3store import S3Store
+from .settings import CacheSettings
 from .spool import SpooledStore
 from .sqlite import SQLiteDatabase
 from .sqliteindex import SQLiteIndex
 from .store import Store
-from .storeurl import store_path
+from .storeurl import split_s3_url
 
 EMBEDDED_DATABASE = "index.sqlite3"  # beside the file store, or in the spool directory
 
@@ -47,24 +48,35 @@ class Backends:
         await self.database.close()
 
 
-def open_store(url: str) -> Store:
+def open_store(settings: CacheSettings) -> Store:
     """`file:///path` (or a bare path) for the file store, `s3://bucket/prefix` for S3."""
-    path = store_path(url)
-    return S3Store.from_url(url) if path is None else FileStore(path)
+    root = settings.store_root
+    if root is not None:
+        return FileStore(root)
+    bucket, prefix = split_s3_url(settings.store)
+    s3 = settings.s3
+    return S3Store(
+        bucket,
+        prefix,
+        endpoint=s3.endpoint or None,
+        region=s3.region or None,
+        access_key=s3.access_key or None,
+        secret_key=s3.secret_key or None,
+    )
 
 
-def build_backends(store_url: str, database_url: str, spool_dir: str) -> Backends:
-    store = open_store(store_url)
+def build_backends(settings: CacheSettings) -> Backends:
+    store = open_store(settings)
     spool: SpooledStore | None = None
     local_root: Path
     if isinstance(store, FileStore):
         local_root = store.root
     else:
-        local_root = Path(spool_dir).expanduser().resolve()
+        local_root = Path(settings.spool_dir).expanduser().resolve()
         spool = SpooledStore(store, FileStore(local_root))
         store = spool
-    if database_url:
-        database = Postgres(database_url)
+    if settings.database_url:
+        database = Postgres(settings.database_url)
         rows = PgIndex(database)
         index = IndexWriter(rows, lookup=rows.has_original)
         leases: Leases = PgLeases(database)

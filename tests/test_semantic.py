@@ -412,8 +412,9 @@ class NoModel(importlib.abc.MetaPathFinder):  # a package without its files, as 
 
 sys.meta_path.insert(0, NoModel())
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
-from promptpix.cache.semantic import SemanticSettings, open_semantic
-print(open_semantic(SemanticSettings.from_env(sys.argv[1], {})))
+from promptpix.cache.semantic import open_semantic
+from promptpix.cache.settings import CacheSettings
+print(open_semantic(CacheSettings.from_env({"PROMPTPIX_STORE": sys.argv[1]})))
 """
 
 

@@ -23,7 +23,7 @@ from .index import (
     to_bytes,
 )
 from .service import EmbeddingBusy, EmbeddingService, Encoder, one_blas_thread
-from .sidecar import SemanticCache, SemanticSettings, open_semantic
+from .sidecar import SemanticCache, open_semantic
 
 __all__ = [
     "DIMENSIONS",
@@ -40,7 +40,6 @@ __all__ = [
     "SemanticCache",
     "SemanticIndex",
     "SemanticMatch",
-    "SemanticSettings",
     "cosine",
     "from_bytes",
     "model_dir",
