@@ -36,15 +36,13 @@ class _Job:
     future: asyncio.Future[Matrix]
 
 
-def _settle(
-    future: asyncio.Future[Matrix], result: Matrix | None, error: BaseException | None
-) -> None:
+def _settle(future: asyncio.Future[Matrix], outcome: Matrix | BaseException) -> None:
     if future.done():  # the caller gave up (cancelled, timed out)
         return
-    if error is not None:
-        future.set_exception(error)
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
     else:
-        future.set_result(result)  # type: ignore[arg-type]
+        future.set_result(outcome)
 
 
 BATCH = 32  # jobs embedded in one forward pass at most
@@ -131,10 +129,11 @@ class EmbeddingService:
         except Exception as exc:
             error = exc
         for i, job in enumerate(jobs):
-            found = results.get(i)
-            failure = error or (None if found is not None else ValueError("nothing to embed"))
+            outcome = error or results.get(i)
+            if outcome is None:
+                outcome = ValueError("nothing to embed")
             with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
-                job.loop.call_soon_threadsafe(_settle, job.future, found, failure)
+                job.loop.call_soon_threadsafe(_settle, job.future, outcome)
 
     async def embed(self, text: str) -> Matrix:
         """The unit-length embedding of `text` (384 float32)."""
