@@ -1,4 +1,4 @@
-"""Assembles the storage side from configuration: store (+ spool), index, leases."""
+"""Assembles the storage side from the settings: store (+ spool), database, index, leases."""
 
 from __future__ import annotations
 
@@ -8,15 +8,26 @@ from pathlib import Path
 from .filestore import FileStore
 from .index import IndexWriter
 from .leases import FileLeases, Leases
-from .postgres import PgLeases, Postgres
+from .pgindex import PgIndex
+from .pgleases import PgLeases
+from .postgres import Postgres
+from .s3store import S3Store
+from .settings import CacheSettings
 from .spool import SpooledStore
+from .sqlite import SQLiteDatabase
 from .sqliteindex import SQLiteIndex
-from .store import Store, open_store
+from .store import Store
+from .storeurl import split_s3_url
+
+EMBEDDED_DATABASE = "index.sqlite3"  # beside the file store, or in the spool directory
 
 
 @dataclass(slots=True)
 class Backends:
     store: Store
+    # PostgreSQL with a database URL, else the embedded SQLite file: the index's rows, and
+    # every table to come, live there.
+    database: Postgres | SQLiteDatabase
     index: IndexWriter
     leases: Leases
     spool: SpooledStore | None
@@ -34,23 +45,42 @@ class Backends:
         await self.store.close()
         if isinstance(self.leases, PgLeases):
             await self.leases.close()
+        await self.database.close()
 
 
-def build_backends(store_url: str, database_url: str, spool_dir: str) -> Backends:
-    store = open_store(store_url)
+def open_store(settings: CacheSettings) -> Store:
+    """`file:///path` (or a bare path) for the file store, `s3://bucket/prefix` for S3."""
+    root = settings.store_root
+    if root is not None:
+        return FileStore(root)
+    bucket, prefix = split_s3_url(settings.store)
+    s3 = settings.s3
+    return S3Store(
+        bucket,
+        prefix,
+        endpoint=s3.endpoint or None,
+        region=s3.region or None,
+        access_key=s3.access_key or None,
+        secret_key=s3.secret_key or None,
+    )
+
+
+def build_backends(settings: CacheSettings) -> Backends:
+    store = open_store(settings)
     spool: SpooledStore | None = None
     local_root: Path
     if isinstance(store, FileStore):
         local_root = store.root
     else:
-        local_root = Path(spool_dir).expanduser().resolve()
+        local_root = Path(settings.spool_dir).expanduser().resolve()
         spool = SpooledStore(store, FileStore(local_root))
         store = spool
-    database = Postgres(database_url) if database_url else None
-    if database is not None:
-        index = IndexWriter(database, lookup=database.has_original)
+    if settings.database_url:
+        database = Postgres(settings.database_url)
+        rows = PgIndex(database)
+        index = IndexWriter(rows, lookup=rows.has_original)
         leases: Leases = PgLeases(database)
-    else:
-        index = IndexWriter(SQLiteIndex(local_root / "index.sqlite3"))
-        leases = FileLeases(local_root)
-    return Backends(store, index, leases, spool, spool is not None and database is not None)
+        return Backends(store, database, index, leases, spool, lookup_index=spool is not None)
+    embedded = SQLiteDatabase(local_root / EMBEDDED_DATABASE)
+    index = IndexWriter(SQLiteIndex(embedded))
+    return Backends(store, embedded, index, FileLeases(local_root), spool)

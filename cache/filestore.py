@@ -2,8 +2,7 @@
 
 One file an original, written to a temporary name, synced and renamed into place: a reader
 finds all of it or none. Creating a file is the costly step of a write on many disks, so
-the metadata does not get a file of its own. Stores written with the earlier layout (the
-image beside a `KEY.json` that names it) are still read.
+the metadata does not get a file of its own.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from .store import StoredOriginal, StoreUnavailable
 log = logging.getLogger("promptpix.store")
 SUFFIX = ".original"
 MAGIC = b"promptpix-original 1 "  # then the metadata's length in bytes and a newline
-LEGACY_SUFFIX = ".json"  # the earlier layout's metadata, naming the image beside it
 
 
 class Damaged(ValueError):
@@ -45,18 +43,16 @@ class FileStore:
     async def get(self, key: str) -> StoredOriginal | None:
         return await asyncio.to_thread(self._get, key)
 
+    def _path(self, key: str) -> Path:
+        return self._dir(key) / f"{key}{SUFFIX}"
+
     def _get(self, key: str) -> StoredOriginal | None:
-        folder = self._dir(key)
         try:
-            try:
-                with open(folder / f"{key}{SUFFIX}", "rb") as f:
-                    meta = _read_meta(f)
-                    data = f.read()
-            except FileNotFoundError:
-                found = _legacy(folder, key)
-                if found is None:
-                    return None
-                meta, data = found
+            with open(self._path(key), "rb") as f:
+                meta = _read_meta(f)
+                data = f.read()
+        except FileNotFoundError:
+            return None
         except Damaged as exc:  # made again, then replaced
             log.warning("original %s is damaged (%s), taken as absent", key, exc)
             return None
@@ -65,13 +61,7 @@ class FileStore:
         return StoredOriginal(key, data, meta)
 
     async def head(self, key: str) -> bool:
-        def stored() -> bool:
-            folder = self._dir(key)
-            return (folder / f"{key}{SUFFIX}").is_file() or (
-                folder / f"{key}{LEGACY_SUFFIX}"
-            ).is_file()
-
-        return await asyncio.to_thread(stored)
+        return await asyncio.to_thread(lambda: self._path(key).is_file())
 
     async def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
         await asyncio.to_thread(self._put, key, data, meta)
@@ -82,7 +72,7 @@ class FileStore:
         try:
             created = not folder.is_dir()
             folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write(folder / f"{key}{SUFFIX}", (MAGIC, b"%d\n" % len(raw), raw, data))
+            _atomic_write(self._path(key), (MAGIC, b"%d\n" % len(raw), raw, data))
             # The rename itself survives a power cut only once its directory is synced.
             _fsync_dir(folder)
             if created:
@@ -91,29 +81,13 @@ class FileStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def delete(self, key: str) -> None:
-        def remove() -> None:
-            folder = self._dir(key)
-            (folder / f"{key}{SUFFIX}").unlink(missing_ok=True)
-            legacy = folder / f"{key}{LEGACY_SUFFIX}"
-            try:
-                name = _legacy_meta(legacy.read_bytes())["file"]
-            except (FileNotFoundError, Damaged):
-                legacy.unlink(missing_ok=True)
-                return
-            legacy.unlink(missing_ok=True)  # the metadata first: a reader sees neither
-            (folder / name).unlink(missing_ok=True)
-
-        await asyncio.to_thread(remove)
+        await asyncio.to_thread(lambda: self._path(key).unlink(missing_ok=True))
 
     def keys(self) -> list[str]:
         """Every complete original's key."""
         if not self.originals.is_dir():
             return []
-        found = {
-            p.name.removesuffix(suffix)
-            for suffix in (SUFFIX, LEGACY_SUFFIX)
-            for p in self.originals.glob(f"??/*{suffix}")
-        }
+        found = (p.name.removesuffix(SUFFIX) for p in self.originals.glob(f"??/*{SUFFIX}"))
         return sorted(k for k in found if is_key(k))
 
     async def metadata(self) -> AsyncIterator[dict[str, Any]]:
@@ -131,12 +105,8 @@ class FileStore:
             yield meta
 
     def _meta(self, key: str) -> dict[str, Any]:
-        folder = self._dir(key)
-        try:
-            with open(folder / f"{key}{SUFFIX}", "rb") as f:
-                return _read_meta(f)
-        except FileNotFoundError:
-            return _legacy_meta((folder / f"{key}{LEGACY_SUFFIX}").read_bytes())
+        with open(self._path(key), "rb") as f:
+            return _read_meta(f)
 
     async def check(self) -> dict[str, Any]:
         def probe() -> dict[str, Any]:
@@ -170,26 +140,6 @@ def _read_meta(f: BinaryIO) -> dict[str, Any]:
     if meta.get("bytes", image) != image:  # cut short (or grown) since it was written
         raise Damaged(f"{image} bytes of image where {meta['bytes']} were stored")
     return meta
-
-
-def _legacy(folder: Path, key: str) -> tuple[dict[str, Any], bytes] | None:
-    """An original of the earlier layout: `KEY.json` naming the image beside it."""
-    try:
-        meta = _legacy_meta((folder / f"{key}{LEGACY_SUFFIX}").read_bytes())
-        return meta, (folder / meta["file"]).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def _legacy_meta(raw: bytes) -> dict[str, Any]:
-    try:
-        meta = orjson.loads(raw)
-    except ValueError:
-        raise Damaged("unreadable metadata") from None
-    name = meta.get("file") if isinstance(meta, dict) else None
-    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-        raise Damaged("unreadable metadata")  # the image is a file beside it, never elsewhere
-    return meta  # type: ignore[no-any-return]
 
 
 def _fsync_dir(path: Path) -> None:

@@ -14,7 +14,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import os
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -26,7 +25,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .keys import is_key
-from .store import StoredOriginal, StoreUnavailable, StoreUnreachable, split_s3_url
+from .store import StoredOriginal, StoreUnavailable, StoreUnreachable
 
 log = logging.getLogger("promptpix.store")
 MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -77,19 +76,6 @@ class S3Store:
         self._lock = asyncio.Lock()
         self._bucket_ready = False
         self._ensuring: asyncio.Future[None] | None = None  # one bucket check for every caller
-
-    @classmethod
-    def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> S3Store:
-        env = os.environ if env is None else env
-        bucket, prefix = split_s3_url(url)
-        return cls(
-            bucket,
-            prefix,
-            endpoint=env.get("PROMPTPIX_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or None,
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
-            access_key=env.get("AWS_ACCESS_KEY_ID") or None,
-            secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        )
 
     def _name(self, name: str) -> str:
         """The object name of an original (its key) or of a sidecar (`KEY.DIGEST.json`)."""

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 from starlette.routing import Route, Router
 
 from promptpix.cache.backends import build_backends
+from promptpix.cache.semantic import one_blas_thread, open_semantic
+from promptpix.cache.settings import CacheSettings
 from promptpix.generators.chain import build_chain
 from promptpix.generators.llm import llm_from_env
-from promptpix.generators.semantic import one_blas_thread
 from promptpix.generators.vision import vision_from_env
 from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
@@ -23,7 +25,6 @@ from .live import ROUTE, LiveImages
 from .metrics import Metrics
 from .projects import DEMO, Projects
 from .responses import send_error
-from .similar import SemanticSettings, open_semantic
 from .types import Message, Receive, Scope, Send
 
 log = logging.getLogger("promptpix")
@@ -55,14 +56,22 @@ class App:
         self.config = config or Config.from_env()
         cfg = self.config
         self.metrics = Metrics()
-        self.backends = build_backends(cfg.store, cfg.database_url, cfg.spool_dir)
+        self.cache_settings = CacheSettings.from_env(
+            {
+                **os.environ,
+                "PROMPTPIX_STORE": cfg.store,
+                "PROMPTPIX_DATABASE_URL": cfg.database_url,
+                "PROMPTPIX_SPOOL_DIR": cfg.spool_dir,
+            }
+        )
+        self.backends = build_backends(self.cache_settings)
         self.store = self.backends.store
         self.chain = build_chain(list(cfg.generators), local_latency_ms=cfg.local_latency_ms)
         self.pool = TransformPool(
             cfg.transform_threads or None, None if cfg.transform_queue < 0 else cfg.transform_queue
         )
-        self.semantic_settings = SemanticSettings.from_env(cfg.store)
-        self.semantic = open_semantic(self.semantic_settings, busy=lambda: self.images.busy())
+        self.semantic_settings = self.cache_settings.semantic
+        self.semantic = open_semantic(self.cache_settings, busy=lambda: self.images.busy())
         self.llm = llm_from_env()
         self.vision = vision_from_env()
         self.images = ImageService(

@@ -8,7 +8,9 @@ import ctypes
 import os
 import sys
 
-from .config import Config, ConfigError
+from promptpix.cache.settings import CacheSettings
+
+from .config import Config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,13 +46,13 @@ def reindex_command() -> int:
     from promptpix.cache.store import StoreUnavailable
 
     try:
-        config = Config.from_env()
-    except ConfigError as exc:
+        settings = CacheSettings.from_env(os.environ)
+    except ValueError as exc:
         print(f"promptpix: {exc}", file=sys.stderr)
         return 2
 
     async def run() -> int:
-        backends = build_backends(config.store, config.database_url, config.spool_dir)
+        backends = build_backends(settings)
         index = backends.index.backend  # written directly: a rebuild waits for each batch
         await index.start()
         count = 0
@@ -66,8 +68,7 @@ def reindex_command() -> int:
                 count += len(batch)
             total = await index.count("originals")
         finally:
-            await index.close()
-            await backends.store.close()
+            await backends.close()
         print(f"reindexed {count} originals; the index holds {total}")
         return 0
 
@@ -103,7 +104,8 @@ def serve_command(host: str | None, port: int | None, workers: int, server: str)
     limit_malloc_arenas()
     try:
         config = Config.from_env()
-    except ConfigError as exc:
+        CacheSettings.from_env(os.environ)  # the cache's own variables, checked before listening
+    except ValueError as exc:  # ConfigError is one
         print(f"promptpix: {exc}", file=sys.stderr)
         return 2
     if workers < 1:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from promptpix.cache.store import store_path
+from promptpix.cache.storeurl import store_path
 from promptpix.generators.chain import default_generators
 from promptpix.transforms.formats import FORMATS
 

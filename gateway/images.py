@@ -18,6 +18,7 @@ from promptpix.cache.index import IndexWriter, Row, original_row
 from promptpix.cache.keys import variant_key
 from promptpix.cache.leases import Leases, acquire
 from promptpix.cache.memory import MemoryTier
+from promptpix.cache.semantic import REUSE_THRESHOLD, SIMILAR_THRESHOLD
 from promptpix.cache.singleflight import SingleFlight
 from promptpix.cache.store import Store, StoredOriginal, StoreUnavailable
 from promptpix.generators.base import (
@@ -30,7 +31,6 @@ from promptpix.generators.chain import Chain
 from promptpix.generators.llm import TextLLM
 from promptpix.generators.prompts import prepare
 from promptpix.generators.ratios import NATIVE_SIZES, ratio_text
-from promptpix.generators.semantic import REUSE_THRESHOLD, SIMILAR_THRESHOLD
 from promptpix.generators.styles import is_transparent
 from promptpix.generators.vision import Analysis, GeminiVision
 from promptpix.transforms.background import subject_centre
@@ -45,7 +45,7 @@ from .metrics import Metrics
 from .params import GenerationParams
 
 if TYPE_CHECKING:
-    from .similar import SemanticCache
+    from promptpix.cache.semantic import SemanticCache
 
 log = logging.getLogger("promptpix.images")
 

@@ -301,8 +301,7 @@ def test_a_burst_of_stored_prompts_is_all_embedded_and_survives_a_restart(
 ) -> None:
     import asyncio
 
-    from promptpix.gateway.similar import SemanticCache
-    from promptpix.generators.semantic import EmbeddingService
+    from promptpix.cache.semantic import EmbeddingService, SemanticCache
 
     keys = [f"{i:064x}" for i in range(100)]
 
@@ -337,9 +336,7 @@ def test_stored_prompts_wait_for_a_quiet_gateway_but_not_forever(
 ) -> None:
     import asyncio
 
-    from promptpix.gateway import similar
-    from promptpix.gateway.similar import SemanticCache
-    from promptpix.generators.semantic import EmbeddingService
+    from promptpix.cache.semantic import EmbeddingService, SemanticCache, sidecar
 
     async def run() -> tuple[int, int, int, int]:
         busy = True
@@ -349,10 +346,10 @@ def test_stored_prompts_wait_for_a_quiet_gateway_but_not_forever(
         await asyncio.sleep(0.5)
         while_busy = len(cache.index)
         busy = False
-        await asyncio.sleep(similar.QUIET_S + 0.5)
+        await asyncio.sleep(sidecar.QUIET_S + 0.5)
         once_quiet = len(cache.index)
         busy = True
-        monkeypatch.setattr(similar, "MAX_DEFER_S", 0.3)
+        monkeypatch.setattr(sidecar, "MAX_DEFER_S", 0.3)
         cache.remember("b" * 64, "a prompt stored under constant load", "demo", (1, 1))
         await asyncio.sleep(0.1)
         before_limit = len(cache.index)

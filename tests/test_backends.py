@@ -630,7 +630,8 @@ def test_index_writer_drops_only_a_refused_row() -> None:
 
 def test_pg_leases_in_a_burst(postgres: PostgreSQL) -> None:
     """Many takes at once go in few statements and each key still has one holder."""
-    from promptpix.cache.postgres import PgLeases, Postgres
+    from promptpix.cache.pgleases import PgLeases
+    from promptpix.cache.postgres import Postgres
 
     dsn = fresh_db(postgres)
 
@@ -662,13 +663,15 @@ def test_index_lookups(postgres: PostgreSQL) -> None:
     """The index answers whether it lists an original; a database that does not answer
     gives no answer at once, and is not asked again for a while."""
     from promptpix.cache.index import IndexWriter, original_row
+    from promptpix.cache.pgindex import PgIndex
     from promptpix.cache.postgres import Postgres
 
     dsn = fresh_db(postgres)
 
     async def run() -> None:
         database = Postgres(dsn)
-        index = IndexWriter(database, linger_s=0, lookup=database.has_original)
+        rows = PgIndex(database)
+        index = IndexWriter(rows, linger_s=0, lookup=rows.has_original)
         await index.start()
         key = "ab" * 32
         assert await index.known(key) is False
@@ -677,14 +680,15 @@ def test_index_lookups(postgres: PostgreSQL) -> None:
         found = await asyncio.gather(*(index.known(k) for k in [key, "cd" * 32, key]))
         assert found == [True, False, True]
         await index.close()
+        await database.close()
 
         # A server that takes connections and never answers: the lookup gives up in time.
         import socket
 
         with socket.create_server(("127.0.0.1", 0)) as silent:
             port = silent.getsockname()[1]
-            silent_db = Postgres(f"postgresql://x@127.0.0.1:{port}/x")
-            down = IndexWriter(silent_db, lookup=silent_db.has_original)
+            unanswered = PgIndex(Postgres(f"postgresql://x@127.0.0.1:{port}/x"))
+            down = IndexWriter(unanswered, lookup=unanswered.has_original)
             started = time.monotonic()
             assert await down.known(key) is None
             assert time.monotonic() - started < 2.5
@@ -701,7 +705,8 @@ def test_pg_leases_when_the_database_does_not_answer() -> None:
     import socket
 
     from promptpix.cache.leases import NoLease
-    from promptpix.cache.postgres import PgLeases, Postgres
+    from promptpix.cache.pgleases import PgLeases
+    from promptpix.cache.postgres import Postgres
 
     async def run() -> None:
         with socket.create_server(("127.0.0.1", 0)) as silent:

@@ -68,7 +68,7 @@ def test_serve_stops_with_one_line_on_a_bad_store(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
-        "promptpix: PROMPTPIX_STORE: 'pp' is not a valid bucket name: 3 to 63 lowercase "
+        "promptpix: PROMPTPIX_STORE: not a valid bucket name: 3 to 63 lowercase "
         "letters, digits, dots and hyphens, starting and ending with a letter or digit"
     ]
     assert "Listening" not in run.stdout + run.stderr

