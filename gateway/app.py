@@ -112,6 +112,7 @@ class App:
             ],
             default=_not_found,
         )
+        self.metrics.watch(lambda: health.gauges(self))  # several workers: each publishes its own
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import ctypes
 import os
+import shutil
 import sys
+import tempfile
 
 from promptpix.cache.settings import CacheSettings
 
@@ -94,6 +96,19 @@ def limit_malloc_arenas(count: int = 2) -> None:
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, count)
 
 
+def private_metrics_dir(workers: int) -> str | None:
+    """Several workers add up their metrics through files in a directory of this run's own,
+    new and so empty; prometheus_client reads `PROMETHEUS_MULTIPROC_DIR` when a worker imports
+    it, so it is set here, before any worker starts. One worker counts in memory."""
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
+        os.environ.pop(name, None)  # another run's directory is not this one's
+    if workers == 1:
+        return None
+    path = tempfile.mkdtemp(prefix="promptpix-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
 def serve_command(host: str | None, port: int | None, workers: int, server: str) -> int:
     # Flags win over the environment; workers read the result from the environment.
     if host is not None:
@@ -111,6 +126,16 @@ def serve_command(host: str | None, port: int | None, workers: int, server: str)
     if workers < 1:
         print("promptpix: --workers must be at least 1", file=sys.stderr)
         return 2
+    metrics_dir = private_metrics_dir(workers)
+    try:
+        serve(config, workers, server)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def serve(config: Config, workers: int, server: str) -> None:
     target = "promptpix.gateway.app:create_app"
     if server == "uvicorn":
         import uvicorn
@@ -125,7 +150,7 @@ def serve_command(host: str | None, port: int | None, workers: int, server: str)
             access_log=False,
             lifespan="on",
         )
-        return 0
+        return
     from granian import Granian
     from granian.constants import Interfaces
 
@@ -139,7 +164,6 @@ def serve_command(host: str | None, port: int | None, workers: int, server: str)
         websockets=False,
         log_access=False,
     ).serve()
-    return 0
 
 
 if __name__ == "__main__":

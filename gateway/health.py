@@ -8,6 +8,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .metrics import CONTENT_TYPE
+
 if TYPE_CHECKING:
     from .app import App
 
@@ -53,18 +55,22 @@ async def readyz(request: Request) -> Response:
     return _json({"status": status, "checks": checks}, 503 if status == "down" else 200)
 
 
-async def metrics(request: Request) -> Response:
-    app: App = request.scope["promptpix"]
+def gauges(app: App) -> dict[str, float]:
+    """This process's gauges, by their names in `metrics.GAUGES`."""
     images = app.images
-    gauges = {
+    return {
         "promptpix_memory_tier_bytes": images.variants.bytes_used,
         "promptpix_memory_tier_entries": len(images.variants),
         "promptpix_source_tier_bytes": images.originals.bytes_used + images.pixels.bytes_used,
         "promptpix_transforms_pending": app.pool.pending,
         "promptpix_generations_in_flight": len(images.original_flight),
     }
+
+
+async def metrics(request: Request) -> Response:
+    app: App = request.scope["promptpix"]
     return Response(
-        app.metrics.render(gauges),
-        media_type="text/plain; version=0.0.4; charset=utf-8",
+        app.metrics.render(gauges(app)),
+        media_type=CONTENT_TYPE,
         headers={"cache-control": "no-store"},
     )

@@ -21,7 +21,7 @@ _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 YEAR = "public, max-age=31536000, immutable"
 
 
-def start_gateway(root: Path, workers: int = 1, **env: str) -> Gateway:
+def start_gateway(root: Path, workers: int = 1, server: str = "granian", **env: str) -> Gateway:
     """`promptpix serve` on a free loopback port, with its own data directory."""
     data = root / "data"
     # Embedded defaults whatever the calling shell holds: no provider keys, no other backends.
@@ -40,7 +40,7 @@ def start_gateway(root: Path, workers: int = 1, **env: str) -> Gateway:
         "PROMPTPIX_LOCAL_LATENCY_MS": "0",
         **env,
     }
-    return Gateway(root, settings, workers=workers).start(timeout=60)
+    return Gateway(root, settings, workers=workers, server=server).start(timeout=60)
 
 
 def stored_meta(store: Path, key: str) -> dict[str, Any]:

@@ -333,6 +333,7 @@ class Gateway:
     workers: int = 1
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    server: str = "granian"
 
     @property
     def url(self) -> str:
@@ -355,6 +356,8 @@ class Gateway:
                 str(self.port),
                 "--workers",
                 str(self.workers),
+                "--server",
+                self.server,
             ],
             cwd=self.root,
             env=env,

@@ -507,7 +507,7 @@ def test_reindex_rebuilds_from_store(
 
 def image_requests(url: str) -> int:
     text = httpx.get(url + "/metrics", timeout=10).text
-    found = re.findall(r'^promptpix_requests_total\{route="/i",[^}]*\} (\S+)$', text, re.M)
+    found = re.findall(r'^promptpix_requests_total\{[^}]*route="/i"[^}]*\} (\S+)$', text, re.M)
     return int(sum(float(v) for v in found))
 
 
