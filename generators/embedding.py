@@ -87,12 +87,12 @@ def _erf(x: Matrix) -> Matrix:
     for coefficient in reversed(_ERFC_FIT):
         poly = poly * t + coefficient
     erfc = t * np.exp(poly - z * z)
-    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0).astype(np.float32)
+    return np.asarray(np.where(x >= 0, 1.0 - erfc, erfc - 1.0), dtype=np.float32)
 
 
 def _gelu(x: Matrix) -> Matrix:
     """BERT's exact GELU: x * Phi(x)."""
-    return x * 0.5 * (1.0 + _erf(x / np.float32(math.sqrt(2.0))))  # type: ignore[no-any-return]
+    return x * 0.5 * (1.0 + _erf(x / np.float32(math.sqrt(2.0))))
 
 
 class MiniLM:
@@ -171,7 +171,7 @@ class MiniLM:
             mask.sum(axis=1, keepdims=True), 1e-9
         )
         norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return (pooled / norms).astype(np.float32)
+        return np.asarray(pooled / norms, dtype=np.float32)
 
     def _forward(self, ids: NDArray[np.int64], types: NDArray[np.int64], mask: Matrix) -> Matrix:
         batch, length = ids.shape
@@ -197,7 +197,7 @@ class MiniLM:
             x = _layer_norm(
                 x + inner @ layer.down_w + layer.down_b, layer.ln2_g, layer.ln2_b, self.eps
             )
-        return x.astype(np.float32)  # type: ignore[no-any-return]
+        return x.astype(np.float32)
 
 
 def cosine(a: Matrix, b: Matrix) -> float:

@@ -57,10 +57,9 @@ def parse_analysis(text: str, source: str) -> Analysis | None:
     focal: tuple[float, float] | None = None
     point = data.get("focal_point")
     if isinstance(point, dict):
-        x, y = point.get("x"), point.get("y")
-        numbers = isinstance(x, int | float) and isinstance(y, int | float)
-        if numbers and 0 <= x <= 1 and 0 <= y <= 1:  # type: ignore[operator]
-            focal = (round(float(x), 4), round(float(y), 4))
+        fx, fy = _fraction(point.get("x")), _fraction(point.get("y"))
+        if fx is not None and fy is not None:
+            focal = (fx, fy)
     alt = data.get("alt_text")
     alt = alt.strip()[:300] if isinstance(alt, str) else ""
     raw_tags = data.get("tags")
@@ -72,6 +71,13 @@ def parse_analysis(text: str, source: str) -> Analysis | None:
     if focal is None and not alt and not tags:
         return None
     return Analysis(focal, alt, tags, source)
+
+
+def _fraction(value: object) -> float | None:
+    """A number within 0..1 (rounded), or None."""
+    if isinstance(value, int | float) and 0 <= value <= 1:
+        return round(float(value), 4)
+    return None
 
 
 class GeminiVision:
