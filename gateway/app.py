@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 from starlette.routing import Route, Router
 
 from promptpix.cache.backends import build_backends
-from promptpix.generators.chain import build_chain
-from promptpix.generators.llm import llm_from_env
+from promptpix.generators.registry import build_chain, build_llm, build_vision
 from promptpix.generators.semantic import one_blas_thread
-from promptpix.generators.vision import vision_from_env
+from promptpix.generators.settings import GeneratorSettings
 from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
 
@@ -49,7 +49,9 @@ class _Route(Route):
 
 
 class App:
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(
+        self, config: Config | None = None, generators: GeneratorSettings | None = None
+    ) -> None:
         configure()  # libvips: one thread an image
         one_blas_thread()  # numpy: the same
         self.config = config or Config.from_env()
@@ -57,14 +59,15 @@ class App:
         self.metrics = Metrics()
         self.backends = build_backends(cfg.store, cfg.database_url, cfg.spool_dir)
         self.store = self.backends.store
-        self.chain = build_chain(list(cfg.generators), local_latency_ms=cfg.local_latency_ms)
+        gen = generators or GeneratorSettings.from_env(os.environ)
+        self.chain = build_chain(gen, max_pixels=cfg.max_source_pixels)
         self.pool = TransformPool(
             cfg.transform_threads or None, None if cfg.transform_queue < 0 else cfg.transform_queue
         )
         self.semantic_settings = SemanticSettings.from_env(cfg.store)
         self.semantic = open_semantic(self.semantic_settings, busy=lambda: self.images.busy())
-        self.llm = llm_from_env()
-        self.vision = vision_from_env()
+        self.llm = build_llm(gen)
+        self.vision = build_vision(gen)
         self.images = ImageService(
             ImageSettings(
                 max_dimension=cfg.max_dimension,

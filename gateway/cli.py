@@ -8,6 +8,8 @@ import ctypes
 import os
 import sys
 
+from promptpix.generators.settings import GeneratorSettings
+
 from .config import Config, ConfigError
 
 
@@ -103,7 +105,8 @@ def serve_command(host: str | None, port: int | None, workers: int, server: str)
     limit_malloc_arenas()
     try:
         config = Config.from_env()
-    except ConfigError as exc:
+        GeneratorSettings.from_env(os.environ)  # a generator setting it cannot use stops it here
+    except ValueError as exc:  # ConfigError among them
         print(f"promptpix: {exc}", file=sys.stderr)
         return 2
     if workers < 1:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from promptpix.cache.store import store_path
-from promptpix.generators.chain import default_generators
 from promptpix.transforms.formats import FORMATS
 
 DEFAULT_CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -27,8 +26,6 @@ class Config:
     store: str = "file://./promptpix-data"
     database_url: str = ""  # empty: the embedded SQLite index beside the file store
     spool_dir: str = "./promptpix-spool"  # local spool for a remote store's failed writes
-    generators: tuple[str, ...] = ("local",)
-    local_latency_ms: int = 0
     memory_cache_mb: int = 128
     source_cache_mb: int = 128
     max_dimension: int = 4096
@@ -64,12 +61,6 @@ class Config:
             store=get("STORE", d.store),
             database_url=get("DATABASE_URL", d.database_url),
             spool_dir=get("SPOOL_DIR", d.spool_dir),
-            generators=tuple(
-                g.strip()
-                for g in get("GENERATORS", ",".join(default_generators(env))).split(",")
-                if g.strip()
-            ),
-            local_latency_ms=int(num("LOCAL_LATENCY_MS", d.local_latency_ms, 0, 600_000)),
             memory_cache_mb=int(num("MEMORY_CACHE_MB", d.memory_cache_mb, 0, 1 << 20)),
             source_cache_mb=int(num("SOURCE_CACHE_MB", d.source_cache_mb, 0, 1 << 20)),
             max_dimension=int(num("MAX_DIMENSION", d.max_dimension, 16, 16384)),
@@ -85,8 +76,6 @@ class Config:
             raise ConfigError(f"PROMPTPIX_DEFAULT_FORMAT must be one of {sorted(FORMATS)}")
         if cfg.demo not in ("auto", "on", "off"):
             raise ConfigError("PROMPTPIX_DEMO must be auto, on or off")
-        if not cfg.generators:
-            raise ConfigError("PROMPTPIX_GENERATORS names no generator")
         try:
             store_path(cfg.store)
         except ValueError as exc:

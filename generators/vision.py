@@ -5,26 +5,22 @@ there is no alt text. With `PROMPTPIX_VISION=gemini` (and `GEMINI_API_KEY`), a G
 model looks at the image through google-genai and answers JSON. Whatever goes wrong (no
 answer in time, an error, malformed JSON) yields None, and libvips' focal point is kept.
 
-- `PROMPTPIX_VISION`: `gemini`, or `off` (default).
-- `PROMPTPIX_VISION_MODEL` (default `gemini-2.5-flash`), `PROMPTPIX_VISION_TIMEOUT_S`
-  (default 10), `PROMPTPIX_VISION_BASE_URL` (default `PROMPTPIX_GEMINI_BASE_URL`).
+Its settings: `settings.VisionSettings`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from .settings import DEFAULT_VISION_MODEL, DEFAULT_VISION_TIMEOUT_S
+
 log = logging.getLogger("promptpix.vision")
 
-DEFAULT_MODEL = "gemini-2.5-flash"
-DEFAULT_TIMEOUT_S = 10.0
 MAX_TAGS = 12
 INSTRUCTION = (
     "Look at this image and answer JSON only, with these fields: "
@@ -84,10 +80,10 @@ class GeminiVision:
     def __init__(
         self,
         api_key: str,
-        model: str = DEFAULT_MODEL,
+        model: str = DEFAULT_VISION_MODEL,
         *,
         base_url: str | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = DEFAULT_VISION_TIMEOUT_S,
     ) -> None:
         from google.genai import types
 
@@ -131,25 +127,3 @@ class GeminiVision:
     async def aclose(self) -> None:
         await self._client.aio.aclose()
         await self._http.aclose()
-
-
-def vision_from_env(env: Mapping[str, str] | None = None) -> GeminiVision | None:
-    env = os.environ if env is None else env
-    wanted = env.get("PROMPTPIX_VISION", "").strip().lower()
-    if wanted in ("", "off", "none", "0", "false"):
-        return None
-    if wanted != "gemini":
-        raise ValueError(f"unknown PROMPTPIX_VISION {wanted!r} (expected gemini or off)")
-    key = env.get("GEMINI_API_KEY", "").strip()
-    if not key:
-        raise ValueError("PROMPTPIX_VISION=gemini needs GEMINI_API_KEY")
-    base = (
-        env.get("PROMPTPIX_VISION_BASE_URL", "").strip()
-        or env.get("PROMPTPIX_GEMINI_BASE_URL", "").strip()
-    )
-    return GeminiVision(
-        key,
-        env.get("PROMPTPIX_VISION_MODEL", "").strip() or DEFAULT_MODEL,
-        base_url=base or None,
-        timeout_s=float(env.get("PROMPTPIX_VISION_TIMEOUT_S", "").strip() or DEFAULT_TIMEOUT_S),
-    )
