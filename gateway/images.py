@@ -34,6 +34,7 @@ from promptpix.generators.ratios import NATIVE_SIZES, ratio_text
 from promptpix.generators.styles import is_transparent
 from promptpix.generators.vision import Analysis, GeminiVision
 from promptpix.transforms.background import subject_centre
+from promptpix.transforms.crop import crop_to_ratio
 from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.focal import ANALYSIS_SIZE, find_focal_point
 from promptpix.transforms.formats import FORMATS
@@ -418,24 +419,9 @@ class ImageService:
             seed=gen.seed,
             style=gen.style,
         )
-        analysed: dict[str, Analysed] = {}
-
-        async def validate(image: GeneratedImage) -> None:
-            # Decoding proves the bytes are an image; the focal point is found on the way.
-            t0 = time.perf_counter()
-            analysed["it"] = await self.pool.run(
-                _analyse,
-                image.data,
-                self.settings.max_source_pixels,
-                is_transparent(gen.style),
-                unbounded=True,
-                later=True,  # answers whose variant is being made leave first
-            )
-            self._stage(timings, "analyse", t0)
-
         started = time.perf_counter()
         try:
-            result = await self.chain.generate(request, validate, only=gen.model)
+            result = await self.chain.generate(request, only=gen.model)
         except Exception as exc:
             outcome = "refused" if isinstance(exc, Refused) else "failure"
             attempted = exc.attempted if isinstance(exc, AllGeneratorsFailed) else []
@@ -447,7 +433,29 @@ class ImageService:
         generated_ms = self._stage(timings, "generate", started)
         image = result.image
         self.metrics.generations.inc(image.generator, "success")
-        head, scale, source, focal = analysed["it"]
+        t0 = time.perf_counter()
+        if result.ratio != gen.ratio:  # made at the generator's nearest ratio: the key's crop
+            data, ctype, details = await self.pool.run(
+                crop_to_ratio,
+                image.data,
+                image.content_type,
+                gen.ratio,
+                self.settings.max_source_pixels,
+                unbounded=True,
+                later=True,
+            )
+            details = {**image.details, **details, "native_ratio": ratio_text(result.ratio)}
+            image = dataclasses.replace(image, data=data, content_type=ctype, details=details)
+        # Decoding proves the bytes are an image; the focal point is found on the way.
+        head, scale, source, focal = await self.pool.run(
+            _analyse,
+            image.data,
+            self.settings.max_source_pixels,
+            is_transparent(gen.style),
+            unbounded=True,
+            later=True,  # answers whose variant is being made leave first
+        )
+        self._stage(timings, "analyse", t0)
         self.pixels.put(f"{key}/{scale}", source)  # the variant asked for may start from it
         analysis = await self._vision(image, timings)
         if analysis is not None and analysis.focal is not None:

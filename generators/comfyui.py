@@ -21,8 +21,8 @@ import httpx
 
 from .base import GeneratedImage, GenerationError, GenerationRequest, retry_after, sniff
 from .ratios import NATIVE_SIZES
+from .settings import ComfyUISettings
 
-DEFAULT_CHECKPOINT = "sd_xl_base_1.0.safetensors"
 NUMBERS = ("width", "height", "seed", "steps")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -32,6 +32,25 @@ def default_workflow() -> dict[str, Any]:
         resources.files("promptpix.generators").joinpath("comfyui_workflow.json").read_text("utf-8")
     )
     return dict(json.loads(text))
+
+
+def load_workflow(path: str) -> dict[str, Any]:
+    """The workflow file `PROMPTPIX_COMFYUI_WORKFLOW` names (empty: the packaged default)."""
+    if not path:
+        return default_workflow()
+    try:
+        with open(path, encoding="utf-8") as f:
+            workflow = json.load(f)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ValueError(
+            f"PROMPTPIX_COMFYUI_WORKFLOW: the file cannot be read ({reason})"
+        ) from None
+    except ValueError:
+        raise ValueError("PROMPTPIX_COMFYUI_WORKFLOW: the file is not JSON") from None
+    if not isinstance(workflow, dict):
+        raise ValueError("PROMPTPIX_COMFYUI_WORKFLOW: the file is not a JSON object")
+    return workflow
 
 
 def fill(template: Any, values: Mapping[str, Any]) -> Any:
@@ -58,43 +77,23 @@ class ComfyUIGenerator:
 
     def __init__(
         self,
-        base_url: str,
+        settings: ComfyUISettings,
         *,
         workflow: dict[str, Any] | None = None,
-        checkpoint: str = DEFAULT_CHECKPOINT,
-        steps: int = 30,
         poll_s: float = 0.25,
         timeout_s: float = 300.0,
         id: str = "comfyui",
     ) -> None:
         self.id = id
-        self.base_url = base_url.rstrip("/")
-        self.workflow = workflow or default_workflow()
-        self.checkpoint = checkpoint
-        self.model = checkpoint
-        self.steps = steps
+        self.base_url = settings.url.rstrip("/")
+        self.workflow = workflow or load_workflow(settings.workflow)
+        self.checkpoint = settings.checkpoint
+        self.model = settings.checkpoint
+        self.steps = settings.steps
         self.poll_s = poll_s
         self.timeout_s = timeout_s
         self.client_id = uuid.uuid4().hex
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], timeout_s: float = 300.0) -> ComfyUIGenerator:
-        url = env.get("PROMPTPIX_COMFYUI_URL", "").strip()
-        if not url:
-            raise ValueError("the comfyui generator needs PROMPTPIX_COMFYUI_URL")
-        path = env.get("PROMPTPIX_COMFYUI_WORKFLOW", "").strip()
-        workflow = None
-        if path:
-            with open(path, encoding="utf-8") as f:
-                workflow = json.load(f)
-        return cls(
-            url,
-            workflow=workflow,
-            checkpoint=env.get("PROMPTPIX_COMFYUI_CHECKPOINT", "").strip() or DEFAULT_CHECKPOINT,
-            steps=int(env.get("PROMPTPIX_COMFYUI_STEPS", "").strip() or 30),
-            timeout_s=timeout_s,
-        )
 
     def graph(self, request: GenerationRequest) -> dict[str, Any]:
         width, height = request.size

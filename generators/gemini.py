@@ -7,7 +7,6 @@ The SDK's own retries are off (one attempt): the chain retries, honouring the
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .base import (
@@ -19,12 +18,12 @@ from .base import (
     sniff,
 )
 from .ratios import NATIVE_SIZES, ratio_text
+from .settings import GeminiSettings
 
 if TYPE_CHECKING:
     import httpx
     from google import genai
 
-DEFAULT_MODEL = "gemini-2.5-flash-image"
 # A response without an image that ends for one of these reasons is a refusal, not an outage.
 REFUSAL_REASONS = frozenset(
     {
@@ -120,31 +119,15 @@ class GeminiGenerator:
     native_sizes = NATIVE_SIZES
 
     def __init__(
-        self,
-        api_key: str,
-        *,
-        model: str = DEFAULT_MODEL,
-        base_url: str | None = None,
-        timeout_s: float = 120.0,
-        id: str = "gemini",
+        self, settings: GeminiSettings, *, timeout_s: float = 120.0, id: str = "gemini"
     ) -> None:
         self.id = id
-        self.model = model
-        self._client, self._http = google_client(base_url, timeout_s, api_key=api_key)
+        self.model = settings.model
+        self._client, self._http = google_client(
+            settings.base_url or None, timeout_s, api_key=settings.image_key
+        )
         self._types = _types()
         self._errors = _errors()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], timeout_s: float = 120.0) -> GeminiGenerator:
-        key = env.get("GEMINI_API_KEY", "").strip() or env.get("GOOGLE_API_KEY", "").strip()
-        if not key:
-            raise ValueError("the gemini generator needs GEMINI_API_KEY")
-        return cls(
-            key,
-            model=env.get("PROMPTPIX_GEMINI_MODEL", "").strip() or DEFAULT_MODEL,
-            base_url=env.get("PROMPTPIX_GEMINI_BASE_URL", "").strip() or None,
-            timeout_s=timeout_s,
-        )
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage:
         types = self._types

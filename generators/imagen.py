@@ -3,20 +3,19 @@
 Imagen is not served to a plain Gemini API key: this generator needs Vertex AI, either a
 project and location with Application Default Credentials (`GOOGLE_CLOUD_PROJECT`,
 `GOOGLE_CLOUD_LOCATION`) or a Vertex AI express-mode key (`PROMPTPIX_VERTEX_API_KEY`).
-It makes five ratios; the others are generated at the nearest and cropped by the chain.
+It makes five ratios; the others are generated at the nearest (and cropped afterwards).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 from .base import GeneratedImage, GenerationError, GenerationRequest, Refused
 from .gemini import _errors, _types, google_client, map_api_error
 from .ratios import ratio_text
+from .settings import ImagenSettings
 
-DEFAULT_MODEL = "imagen-4.0-generate-001"
 NATIVE_SIZES: dict[tuple[int, int], tuple[int, int]] = {
     (1, 1): (1024, 1024),
     (3, 4): (896, 1280),
@@ -35,43 +34,21 @@ class ImagenGenerator:
     native_sizes = NATIVE_SIZES
 
     def __init__(
-        self,
-        *,
-        model: str = DEFAULT_MODEL,
-        project: str | None = None,
-        location: str | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout_s: float = 120.0,
-        id: str = "imagen",
+        self, settings: ImagenSettings, *, timeout_s: float = 120.0, id: str = "imagen"
     ) -> None:
         self.id = id
-        self.model = model
+        self.model = settings.model
         self._types = _types()
         self._errors = _errors()
-        if api_key:  # express mode: a key, no project
-            args: dict[str, Any] = {"vertexai": True, "api_key": api_key}
+        if settings.vertex_api_key:  # express mode: a key, no project
+            args: dict[str, Any] = {"vertexai": True, "api_key": settings.vertex_api_key}
         else:
-            args = {"vertexai": True, "project": project, "location": location}
-        self._client, self._http = google_client(base_url, timeout_s, **args)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], timeout_s: float = 120.0) -> ImagenGenerator:
-        key = env.get("PROMPTPIX_VERTEX_API_KEY", "").strip()
-        project = env.get("GOOGLE_CLOUD_PROJECT", "").strip()
-        if not key and not project:
-            raise ValueError(
-                "the imagen generator needs Vertex AI: GOOGLE_CLOUD_PROJECT (with "
-                "Application Default Credentials) or PROMPTPIX_VERTEX_API_KEY"
-            )
-        return cls(
-            model=env.get("PROMPTPIX_IMAGEN_MODEL", "").strip() or DEFAULT_MODEL,
-            project=project or None,
-            location=env.get("GOOGLE_CLOUD_LOCATION", "").strip() or "us-central1",
-            api_key=key or None,
-            base_url=env.get("PROMPTPIX_IMAGEN_BASE_URL", "").strip() or None,
-            timeout_s=timeout_s,
-        )
+            args = {
+                "vertexai": True,
+                "project": settings.project or None,
+                "location": settings.location,
+            }
+        self._client, self._http = google_client(settings.base_url or None, timeout_s, **args)
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage:
         types = self._types

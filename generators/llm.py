@@ -4,30 +4,23 @@ Every backend answers `complete(prompt, system=...)` with a `Completion`, or rai
 `LLMError`; whatever goes wrong underneath (connection refused, HTTP error, a refusal, a
 malformed answer) becomes an `LLMError`, so callers have one thing to degrade on.
 
-Configuration (all optional):
-- `PROMPTPIX_PROMPT_LLM`: the backends to try, in order, e.g. `ollama,gemini`; `off` for none.
-  Default: `ollama` when `PROMPTPIX_OLLAMA_URL` is set, then `gemini` when `GEMINI_API_KEY` is.
-- `PROMPTPIX_OLLAMA_URL` (e.g. `http://127.0.0.1:11434`), `PROMPTPIX_OLLAMA_MODEL`.
-- `GEMINI_API_KEY`, `PROMPTPIX_GEMINI_BASE_URL`, `PROMPTPIX_GEMINI_TEXT_MODEL`.
-- `PROMPTPIX_PROMPT_LLM_TIMEOUT_S`: how long one prompt operation may wait for an answer.
+Which backends, in which order, with which models: `settings.PromptLLMSettings`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from .settings import DEFAULT_GEMINI_TEXT_MODEL, DEFAULT_LLM_TIMEOUT_S, DEFAULT_OLLAMA_MODEL
 
 if TYPE_CHECKING:  # httpx and google-genai are imported when a backend is built
     import httpx
 
 log = logging.getLogger("promptpix.llm")
 
-DEFAULT_TIMEOUT_S = 8.0
-DEFAULT_OLLAMA_MODEL = "llama3.2"
-DEFAULT_GEMINI_TEXT_MODEL = "gemini-2.5-flash"
 TEMPERATURE = 0.2
 
 
@@ -70,7 +63,7 @@ class OllamaLLM:
         base_url: str,
         model: str = DEFAULT_OLLAMA_MODEL,
         *,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = DEFAULT_LLM_TIMEOUT_S,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -124,7 +117,7 @@ class GeminiLLM:
         model: str = DEFAULT_GEMINI_TEXT_MODEL,
         *,
         base_url: str | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = DEFAULT_LLM_TIMEOUT_S,
         thinking_budget: int | None = None,
     ) -> None:
         from google.genai import types
@@ -200,46 +193,3 @@ class LLMChain:
     async def aclose(self) -> None:
         for member in self.members:
             await member.aclose()
-
-
-def llm_from_env(env: Mapping[str, str] | None = None) -> TextLLM | None:
-    """The prompt LLM configured by the environment, or None (deterministic prompt work)."""
-    env = os.environ if env is None else env
-    timeout_s = float(env.get("PROMPTPIX_PROMPT_LLM_TIMEOUT_S", "") or DEFAULT_TIMEOUT_S)
-    ollama_url = env.get("PROMPTPIX_OLLAMA_URL", "").strip()
-    gemini_key = env.get("GEMINI_API_KEY", "").strip()
-    wanted = env.get("PROMPTPIX_PROMPT_LLM", "").strip().lower()
-    if wanted in ("off", "none", "0", "false"):
-        return None
-    if wanted:
-        names = [n.strip() for n in wanted.split(",") if n.strip()]
-    else:
-        names = [n for n, on in (("ollama", ollama_url), ("gemini", gemini_key)) if on]
-    members: list[TextLLM] = []
-    for name in names:
-        if name == "ollama":
-            if not ollama_url:
-                raise ValueError(
-                    "PROMPTPIX_PROMPT_LLM names ollama but PROMPTPIX_OLLAMA_URL is unset"
-                )
-            model = env.get("PROMPTPIX_OLLAMA_MODEL", "").strip() or DEFAULT_OLLAMA_MODEL
-            members.append(OllamaLLM(ollama_url, model, timeout_s=timeout_s))
-        elif name == "gemini":
-            if not gemini_key:
-                raise ValueError("PROMPTPIX_PROMPT_LLM names gemini but GEMINI_API_KEY is unset")
-            model = env.get("PROMPTPIX_GEMINI_TEXT_MODEL", "").strip() or DEFAULT_GEMINI_TEXT_MODEL
-            members.append(
-                GeminiLLM(
-                    gemini_key,
-                    model,
-                    base_url=env.get("PROMPTPIX_GEMINI_BASE_URL", "").strip() or None,
-                    timeout_s=timeout_s,
-                    # Flash models answer faster without a thinking phase; others decide.
-                    thinking_budget=0 if model.startswith("gemini-2.5-flash") else None,
-                )
-            )
-        else:
-            raise ValueError(f"unknown prompt LLM {name!r} (expected ollama or gemini)")
-    if not members:
-        return None
-    return members[0] if len(members) == 1 else LLMChain(members)

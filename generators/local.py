@@ -2,9 +2,9 @@
 
 A placeholder is a scene (a gradient, shapes and a ringed subject where saliency finds the
 focal point) with a strip across the top that says what it is: the label, the seed and the
-prompt. Scenes are few and cached, already encoded; only the strip is drawn and encoded per
-key. The JPEG is written with a restart marker after every row of blocks, so the strip's
-rows replace the scene's rows byte for byte, with no decode or re-encode of the rest.
+prompt. Scenes are few and cached as pixels; per key, only the strip is drawn, over the
+scene's top rows, and the whole placeholder is encoded once. The same key gives the same
+bytes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import colorsys
 import functools
 import random
-import re
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyvips
 
-from promptpix.transforms.jpeg import segments
+from promptpix.transforms.jpeg import encode
 from promptpix.transforms.threads import lower_priority
 
 from .base import GeneratedImage, GenerationRequest
@@ -67,8 +66,11 @@ LABEL = "PLACEHOLDER · promptpix local generator"
 
 
 QUALITY = 88
-BLOCK_ROWS = 16  # the height of one row of JPEG blocks with 4:2:0 chroma subsampling
+# The strip covers whole rows of JPEG blocks (16 pixels tall with 4:2:0 chroma), so the
+# rest of a scene is coded the same under every key's strip.
+BLOCK_ROWS = 16
 LAYOUTS = 16  # scenes per size and palette; the key picks one
+SCENES = 16  # scenes cached, as pixels (about 3 MB each)
 GRAIN = 2.0  # a little of the fine detail photos have
 DRAWING_THREADS = 2
 SHADE = 0.35  # how dark the strip behind the label is
@@ -116,9 +118,9 @@ def render(request: GenerationRequest) -> bytes:
     scene = _scene(width, height, plain, colour_words(request.prompt), layout)
     label = f"{LABEL} · seed {request.seed}" + (f" · {request.style}" if request.style else "")
     strip = _strip(scene, label, request.prompt, plain)
-    return splice(scene.jpeg, _encode(strip), scene.rows) or _encode(
-        pyvips.Image.new_from_buffer(scene.jpeg, "").insert(strip, 0, 0)
-    )
+    # The strip is whole rows across the full width: row by row, it is the scene's start.
+    pixels = strip.tobytes() + scene.pixels[strip.nbytes :]
+    return encode(pyvips.Image.new_from_memory(pixels, width, height, 3, "uchar"), QUALITY, pixels)
 
 
 def colour_words(prompt: str) -> tuple[tuple[int, int, int], ...]:
@@ -147,14 +149,17 @@ def _grain() -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class Scene:
-    jpeg: bytes
-    top: pyvips.Image  # the pixels of the rows the strip covers, in memory
+    pixels: bytes  # the whole scene, 8-bit RGB, row by row
+    top: np.ndarray  # the rows the strip covers (read-only: a view of `pixels`)
     shaded: np.ndarray  # those rows darkened, as the strip (or the tag) shows them
-    rows: int  # how many block rows the strip covers
     size: int  # the strip's font size, in pixels
 
+    @property
+    def strip_height(self) -> int:
+        return int(self.top.shape[0])
 
-@functools.lru_cache(maxsize=48)
+
+@functools.lru_cache(maxsize=SCENES)
 def _scene(
     width: int,
     height: int,
@@ -162,7 +167,7 @@ def _scene(
     named: tuple[tuple[int, int, int], ...],
     layout: int,
 ) -> Scene:
-    """A scene, encoded: drawn once per size, palette and layout, then shared by every key."""
+    """A scene: drawn once per size, palette and layout, then shared by every key."""
     rng = random.Random(f"{width}x{height}:{plain}:{named}:{layout}")
     c0, c1, c2, c3 = (np.array(c, dtype=np.float32) for c in palette(named, rng)[:4])
     ys = np.arange(height, dtype=np.float32)[:, None, None]
@@ -170,9 +175,9 @@ def _scene(
     ax, ay = rng.uniform(0.2, 1.0), rng.uniform(0.2, 1.0)
     t = (xs * ax + ys * ay) / (width * ax + height * ay)
     if plain:  # styles that ask for a plain background get one, ready to be removed
-        img = np.broadcast_to(np.float32(255), (height, width, 3)).copy()
+        img = np.full((height, width, 3), 255, dtype=np.float32)
     else:
-        img = c0 + (c1 - c0) * t
+        img = np.asarray(c0 + (c1 - c0) * t, dtype=np.float32)
 
     def disc(cx: float, cy: float, r: float, colour: np.ndarray) -> None:
         x0, x1 = max(0, int(cx - r)), min(width, int(cx + r) + 1)
@@ -209,25 +214,25 @@ def _scene(
     lines = pyvips.Image.text(f"<b>{LABEL}</b>\nAg", font=f"sans {size}px").height
     need = lines + 2 * (size // 2) + (3 * size if plain else 0)
     rows = min(-(-need // BLOCK_ROWS), height // BLOCK_ROWS - 1)
-    top = out.crop(0, 0, width, rows * BLOCK_ROWS).copy_memory()
-    shaded = (_array(top).astype(np.float32) * SHADE).astype(np.uint8)
-    return Scene(_encode(out), top, shaded, rows, size)
+    pixels = out.copy(interpretation="srgb").write_to_memory()
+    top = np.frombuffer(pixels, dtype=np.uint8, count=rows * BLOCK_ROWS * width * 3)
+    top = top.reshape(rows * BLOCK_ROWS, width, 3)
+    shaded = (top.astype(np.float32) * SHADE).astype(np.uint8)
+    return Scene(pixels, top, shaded, size)
 
 
-def _strip(scene: Scene, label: str, prompt: str, plain: bool) -> pyvips.Image:
+def _strip(scene: Scene, label: str, prompt: str, plain: bool) -> np.ndarray:
     """The scene's top rows with the label and the prompt on them."""
-    size, top = scene.size, scene.top
+    size, (height, width, _) = scene.size, scene.top.shape
     pad = size // 2
-    room = top.width - 2 * pad if not plain else top.width - 4 * size - 2 * pad
+    room = width - 2 * pad if not plain else width - 4 * size - 2 * pad
     mask = _caption(label, prompt, size, room)
-    fits = top.height - 2 * pad - (3 * size if plain else 0)
+    fits = height - 2 * pad - (3 * size if plain else 0)
     if mask.height > fits:
         mask = mask.crop(0, 0, mask.width, max(1, fits))
     # A plain background stays plain to its edges (it is removed later): the label is a tag
     # inside it instead of a strip across the top.
-    pixels = _tag(scene, mask) if plain else _banner(scene, mask)
-    height, width, bands = pixels.shape
-    return pyvips.Image.new_from_memory(pixels.tobytes(), width, height, bands, "uchar")
+    return _tag(scene, mask) if plain else _banner(scene, mask)
 
 
 def _caption(label: str, prompt: str, size: int, room: int) -> pyvips.Image:
@@ -267,7 +272,7 @@ def _banner(scene: Scene, mask: pyvips.Image) -> np.ndarray:
 def _tag(scene: Scene, mask: pyvips.Image) -> np.ndarray:
     """The label on a dark tag centred near the top, clear of the image's edges."""
     size, pad = scene.size, scene.size // 2
-    out = _array(scene.top).copy()
+    out = scene.top.copy()
     tag_w, tag_h = mask.width + 2 * pad, mask.height + 2 * pad
     left, top = (out.shape[1] - tag_w) // 2, 2 * size
     if left < 0 or top + tag_h > out.shape[0]:
@@ -277,53 +282,6 @@ def _tag(scene: Scene, mask: pyvips.Image) -> np.ndarray:
     ]
     _write(out, mask, left + pad, top + pad)
     return out
-
-
-def _encode(img: pyvips.Image) -> bytes:
-    """Baseline JPEG, standard tables, a restart marker after every row of blocks."""
-    return img.copy(interpretation="srgb").jpegsave_buffer(
-        Q=QUALITY,
-        keep="none",
-        subsample_mode="on",
-        optimize_coding=False,
-        restart_interval=-(-img.width // BLOCK_ROWS),
-    )
-
-
-_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
-
-
-def _scan(jpeg: bytes) -> tuple[int, bytes]:
-    """Where the entropy-coded data starts, and the tables it is coded with."""
-    tables = []
-    for marker, start, end in segments(jpeg):
-        if marker in (0xDB, 0xC4):  # quantisation and Huffman tables
-            tables.append(jpeg[start:end])
-        elif marker == 0xDA:
-            return end, b"".join(tables)
-    raise ValueError("no scan in this JPEG")
-
-
-def splice(scene: bytes, strip: bytes, rows: int) -> bytes | None:
-    """`scene` with its first `rows` rows of blocks taken from `strip` (as wide, `rows` tall).
-
-    Both are encoded by `_encode`: the same tables, a restart marker after each block row.
-    Restart markers reset the coder, so rows are independent runs of bytes. None when the
-    two do not share tables (then the caller encodes the whole image instead).
-    """
-    scene_at, scene_tables = _scan(scene)
-    strip_at, strip_tables = _scan(strip)
-    if scene_tables != strip_tables or rows < 1:
-        return None
-    markers = _RESTART.finditer(scene, scene_at)
-    for _ in range(rows):  # the marker that ends the strip's last row in the scene
-        found = next(markers, None)
-        if found is None:
-            return None
-    end = strip.rfind(b"\xff\xd9")  # the strip's end of image
-    if end < strip_at:
-        return None
-    return scene[:scene_at] + strip[strip_at:end] + scene[found.start() :]
 
 
 def _escape(text: str) -> str:

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from .base import GeneratedImage, GenerationError, GenerationRequest, Refused, retry_after
+from .settings import OpenAISettings
 
-DEFAULT_MODEL = "gpt-image-1"
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NATIVE_SIZES: dict[tuple[int, int], tuple[int, int]] = {
     (1, 1): (1024, 1024),
     (3, 2): (1536, 1024),
@@ -38,36 +36,20 @@ class OpenAIGenerator:
 
     def __init__(
         self,
-        api_key: str,
+        settings: OpenAISettings,
         *,
-        model: str = DEFAULT_MODEL,
-        base_url: str = DEFAULT_BASE_URL,
-        quality: str = "",
         timeout_s: float = 180.0,
         id: str = "openai",
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.id = id
-        self.model = model
-        self.quality = quality
-        self.url = normalise_base(base_url) + "/images/generations"
+        self.model = settings.model
+        self.quality = settings.quality
+        self.url = normalise_base(settings.base_url) + "/images/generations"
         self._client = httpx.AsyncClient(
-            headers={"authorization": f"Bearer {api_key}"},
+            headers={"authorization": f"Bearer {settings.api_key}"},
             timeout=httpx.Timeout(timeout_s, connect=10.0),
             transport=transport,
-        )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], timeout_s: float = 180.0) -> OpenAIGenerator:
-        key = env.get("OPENAI_API_KEY", "").strip()
-        if not key:
-            raise ValueError("the openai generator needs OPENAI_API_KEY")
-        return cls(
-            key,
-            model=env.get("PROMPTPIX_OPENAI_MODEL", "").strip() or DEFAULT_MODEL,
-            base_url=env.get("PROMPTPIX_OPENAI_BASE_URL", "").strip() or DEFAULT_BASE_URL,
-            quality=env.get("PROMPTPIX_OPENAI_QUALITY", "").strip(),
-            timeout_s=timeout_s,
         )
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage:

@@ -38,5 +38,15 @@ def nearest_native(
     )
 
 
+def native_for(
+    ratio: tuple[int, int], sizes: Mapping[tuple[int, int], tuple[int, int]] | None = None
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """A generator's own ratio nearest to a key's ratio, and its size (`sizes`: the
+    generator's table; none: the ten native sizes)."""
+    table = sizes or NATIVE_SIZES
+    own = nearest_native(ratio, table)
+    return own, table[own]
+
+
 def ratio_text(ratio: tuple[int, int]) -> str:
     return f"{ratio[0]}:{ratio[1]}"

@@ -5,26 +5,22 @@ there is no alt text. With `PROMPTPIX_VISION=gemini` (and `GEMINI_API_KEY`), a G
 model looks at the image through google-genai and answers JSON. Whatever goes wrong (no
 answer in time, an error, malformed JSON) yields None, and libvips' focal point is kept.
 
-- `PROMPTPIX_VISION`: `gemini`, or `off` (default).
-- `PROMPTPIX_VISION_MODEL` (default `gemini-2.5-flash`), `PROMPTPIX_VISION_TIMEOUT_S`
-  (default 10), `PROMPTPIX_VISION_BASE_URL` (default `PROMPTPIX_GEMINI_BASE_URL`).
+Its settings: `settings.VisionSettings`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from .settings import DEFAULT_VISION_MODEL, DEFAULT_VISION_TIMEOUT_S
+
 log = logging.getLogger("promptpix.vision")
 
-DEFAULT_MODEL = "gemini-2.5-flash"
-DEFAULT_TIMEOUT_S = 10.0
 MAX_TAGS = 12
 INSTRUCTION = (
     "Look at this image and answer JSON only, with these fields: "
@@ -57,10 +53,9 @@ def parse_analysis(text: str, source: str) -> Analysis | None:
     focal: tuple[float, float] | None = None
     point = data.get("focal_point")
     if isinstance(point, dict):
-        x, y = point.get("x"), point.get("y")
-        numbers = isinstance(x, int | float) and isinstance(y, int | float)
-        if numbers and 0 <= x <= 1 and 0 <= y <= 1:  # type: ignore[operator]
-            focal = (round(float(x), 4), round(float(y), 4))
+        fx, fy = _fraction(point.get("x")), _fraction(point.get("y"))
+        if fx is not None and fy is not None:
+            focal = (fx, fy)
     alt = data.get("alt_text")
     alt = alt.strip()[:300] if isinstance(alt, str) else ""
     raw_tags = data.get("tags")
@@ -74,14 +69,21 @@ def parse_analysis(text: str, source: str) -> Analysis | None:
     return Analysis(focal, alt, tags, source)
 
 
+def _fraction(value: object) -> float | None:
+    """A number within 0..1 (rounded), or None."""
+    if isinstance(value, int | float) and 0 <= value <= 1:
+        return round(float(value), 4)
+    return None
+
+
 class GeminiVision:
     def __init__(
         self,
         api_key: str,
-        model: str = DEFAULT_MODEL,
+        model: str = DEFAULT_VISION_MODEL,
         *,
         base_url: str | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = DEFAULT_VISION_TIMEOUT_S,
     ) -> None:
         from google.genai import types
 
@@ -125,25 +127,3 @@ class GeminiVision:
     async def aclose(self) -> None:
         await self._client.aio.aclose()
         await self._http.aclose()
-
-
-def vision_from_env(env: Mapping[str, str] | None = None) -> GeminiVision | None:
-    env = os.environ if env is None else env
-    wanted = env.get("PROMPTPIX_VISION", "").strip().lower()
-    if wanted in ("", "off", "none", "0", "false"):
-        return None
-    if wanted != "gemini":
-        raise ValueError(f"unknown PROMPTPIX_VISION {wanted!r} (expected gemini or off)")
-    key = env.get("GEMINI_API_KEY", "").strip()
-    if not key:
-        raise ValueError("PROMPTPIX_VISION=gemini needs GEMINI_API_KEY")
-    base = (
-        env.get("PROMPTPIX_VISION_BASE_URL", "").strip()
-        or env.get("PROMPTPIX_GEMINI_BASE_URL", "").strip()
-    )
-    return GeminiVision(
-        key,
-        env.get("PROMPTPIX_VISION_MODEL", "").strip() or DEFAULT_MODEL,
-        base_url=base or None,
-        timeout_s=float(env.get("PROMPTPIX_VISION_TIMEOUT_S", "").strip() or DEFAULT_TIMEOUT_S),
-    )

@@ -1,5 +1,5 @@
 """The chain's parts on their own: the fair queue, the per-minute limit, the breaker, the
-configuration from the environment, and the crop to a key's ratio."""
+nearest native ratio, and the chain's own check of every answer."""
 
 from __future__ import annotations
 
@@ -8,15 +8,24 @@ import time
 
 import pytest
 
-from promptpix.gateway.config import Config
-from promptpix.generators.chain import ConfigError, Limits, build_chain
-from promptpix.generators.fit import crop_to_ratio
+from promptpix.generators.base import AllGeneratorsFailed, GenerationRequest
+from promptpix.generators.chain import Chain
+from promptpix.generators.gemini import GeminiGenerator
 from promptpix.generators.governor import Breaker, FairLimiter, QueueFull, RateLimiter
 from promptpix.generators.imagen import NATIVE_SIZES as IMAGEN
+from promptpix.generators.local import LocalGenerator
 from promptpix.generators.openai import NATIVE_SIZES as OPENAI
+from promptpix.generators.ratios import NATIVE_SIZES, native_for
 from promptpix.generators.ratios import nearest_native as nearest
+from promptpix.generators.settings import GeminiSettings
 from promptpix.transforms.source import decode
-from tests.generator_fakes import png
+from tests.generator_fakes import (
+    GEMINI_SIZES,
+    OPEN,
+    FakeServer,
+    close_chains,  # noqa: F401 (an autouse fixture)
+    gemini_ok,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -97,37 +106,6 @@ async def test_breaker_states() -> None:
     assert b.current() == "closed" and b.consecutive == 0
 
 
-async def test_limits_from_the_environment() -> None:
-    env = {
-        "PROMPTPIX_GEMINI_CONCURRENCY": "2",
-        "PROMPTPIX_GEMINI_RPM": "15",
-        "PROMPTPIX_GEMINI_TIMEOUT_S": "7.5",
-        "GEMINI_API_KEY": "k",
-    }
-    limits = Limits.from_env("gemini", env)
-    assert (limits.concurrency, limits.rpm, limits.timeout_s) == (2, 15, 7.5)
-    with pytest.raises(ConfigError):
-        Limits.from_env("gemini", {"PROMPTPIX_GEMINI_RPM": "lots"})
-    with pytest.raises(ConfigError):
-        Limits.from_env("gemini", {"PROMPTPIX_GEMINI_CONCURRENCY": "0"})
-    chain = build_chain(["gemini", "local"], env=env)
-    assert chain.ids == ["gemini", "local"]
-    described = chain.describe()["generators"][0]
-    assert described["limits"]["concurrency"] == 2 and described["limits"]["rpm"] == 15
-    await chain.close()
-    with pytest.raises(ConfigError, match="unknown generator"):
-        build_chain(["dalle"], env={})
-    with pytest.raises(ValueError, match="GEMINI_API_KEY"):
-        build_chain(["gemini"], env={})
-
-
-async def test_the_default_chain_depends_on_the_gemini_key() -> None:
-    assert Config.from_env({}).generators == ("local",)
-    assert Config.from_env({"GEMINI_API_KEY": "k"}).generators == ("gemini", "local")
-    both = {"GEMINI_API_KEY": "k", "PROMPTPIX_GENERATORS": "openai,local"}
-    assert Config.from_env(both).generators == ("openai", "local")
-
-
 async def test_nearest_native_ratio_in_log_scale() -> None:
     assert nearest((21, 9), IMAGEN) == (16, 9)
     assert nearest((2, 3), IMAGEN) == (3, 4)
@@ -139,12 +117,47 @@ async def test_nearest_native_ratio_in_log_scale() -> None:
     assert nearest((1, 1), OPENAI) == (1, 1)
 
 
-async def test_the_crop_keeps_the_focal_point() -> None:
-    data = png(300, 200)  # the bright disc sits at (2/3, 1/3)
-    out, ctype, details = crop_to_ratio(data, "image/png", (1, 1), 50_000_000)
-    src = decode(out, 50_000_000)
-    assert (src.width, src.height) == (200, 200) and ctype == "image/png"
-    left = details["crop_offset"][0]  # type: ignore[index]
-    assert 75 <= left <= 100  # moved right, towards the disc (centred would be 50)
-    same, _, none = crop_to_ratio(data, "image/png", (3, 2), 50_000_000)
-    assert same == data and none == {}
+async def test_native_for_answers_the_generators_own_ratio_and_size() -> None:
+    assert native_for((21, 9), IMAGEN) == ((16, 9), IMAGEN[(16, 9)])
+    assert native_for((21, 9), None) == ((21, 9), NATIVE_SIZES[(21, 9)])
+    assert native_for((4, 5), OPENAI) == ((2, 3), (1024, 1536))
+
+
+def request(ratio: tuple[int, int], prompt: str = "a red fox") -> GenerationRequest:
+    key = f"{abs(hash((prompt, ratio))):016x}" * 4
+    return GenerationRequest(key=key, prompt=prompt, ratio=ratio, size=NATIVE_SIZES[ratio])
+
+
+async def test_the_result_says_the_ratio_the_image_was_made_at() -> None:
+    chain = Chain([LocalGenerator()])  # type: ignore[list-item]
+    OPEN.append(chain)
+    for ratio in ((21, 9), (1, 1), (9, 16)):
+        result = await chain.generate(request(ratio))
+        assert result.ratio == ratio and result.attempted == ("local",)
+        src = decode(result.image.data, 50_000_000)
+        assert (src.width, src.height) == NATIVE_SIZES[ratio]
+        assert not result.fallback_used and set(result.timings) == {"local"}
+
+
+async def test_an_answer_over_the_pixel_budget_falls_to_the_next_generator() -> None:
+    # local draws 1344x768 for 16:9; the fake Gemini answers 168x96. Only the second fits.
+    with FakeServer(gemini_ok) as server:
+        gemini = GeminiGenerator(GeminiSettings(api_key="k", base_url=server.url))
+        chain = Chain([LocalGenerator(), gemini], max_pixels=20_000)  # type: ignore[list-item]
+        OPEN.append(chain)
+        result = await chain.generate(request((16, 9)))
+    assert result.attempted == ("local", "gemini") and result.fallback_used
+    assert result.image.generator == "gemini" and result.ratio == (16, 9)
+    src = decode(result.image.data, 50_000_000)
+    assert (src.width, src.height) == GEMINI_SIZES["16:9"]
+    stats = chain.stats["local"]
+    assert stats.failures == 1 and "not a usable image" in stats.last_error
+    assert "20000" in stats.last_error  # the budget it was over
+
+
+async def test_an_answer_that_is_not_an_image_fails_the_chain_when_none_is_left() -> None:
+    chain = Chain([LocalGenerator()], max_pixels=1000)  # type: ignore[list-item]
+    OPEN.append(chain)
+    with pytest.raises(AllGeneratorsFailed, match="answer is not a usable image") as failed:
+        await chain.generate(request((1, 1)))
+    assert failed.value.attempted == ["local"]

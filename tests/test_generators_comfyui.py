@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 
 from promptpix.generators.base import GenerationRequest
-from promptpix.generators.chain import Chain, Limits
+from promptpix.generators.chain import Chain
 from promptpix.generators.comfyui import ComfyUIGenerator, default_workflow, fill
+from promptpix.generators.limits import Limits
 from promptpix.generators.local import LocalGenerator
 from promptpix.generators.ratios import NATIVE_SIZES
+from promptpix.generators.settings import ComfyUISettings
 from promptpix.transforms.source import decode
 from tests.generator_fakes import (
     OPEN,
@@ -17,7 +19,6 @@ from tests.generator_fakes import (
     ComfyUI,
     FakeServer,
     close_chains,  # noqa: F401 (an autouse fixture)
-    validate,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -37,7 +38,7 @@ def request(ratio: tuple[int, int] = (16, 9)) -> GenerationRequest:
 
 
 def chain(server: FakeServer, limits: Limits = FAST) -> Chain:
-    gen = ComfyUIGenerator(server.url, poll_s=0.02, timeout_s=limits.timeout_s)
+    gen = ComfyUIGenerator(ComfyUISettings(url=server.url), poll_s=0.02, timeout_s=limits.timeout_s)
     made = Chain([gen, LocalGenerator()], {"comfyui": limits})  # type: ignore[list-item]
     OPEN.append(made)
     return made
@@ -46,7 +47,7 @@ def chain(server: FakeServer, limits: Limits = FAST) -> Chain:
 async def test_the_workflow_is_filled_queued_polled_and_viewed() -> None:
     comfy = ComfyUI(polls_until_done=3)
     with FakeServer(comfy) as server:
-        result = await chain(server).generate(request(), validate)
+        result = await chain(server).generate(request())
     assert result.image.generator == "comfyui" and result.attempted == ("comfyui",)
     paths = [(c.method, c.path) for c in server.calls]
     assert paths == [
@@ -71,7 +72,7 @@ async def test_the_workflow_is_filled_queued_polled_and_viewed() -> None:
 async def test_503_on_queueing_then_success() -> None:
     with FakeServer(ComfyUI()) as server:
         server.then(Answer(503, b"busy"))
-        result = await chain(server).generate(request(), validate)
+        result = await chain(server).generate(request())
     assert result.image.generator == "comfyui"
     assert [c.path for c in server.calls][:2] == ["/prompt", "/prompt"]
 
@@ -81,7 +82,7 @@ async def test_a_failed_workflow_falls_to_local_without_retry() -> None:
     comfy.fail_status = True
     with FakeServer(comfy) as server:
         c = chain(server)
-        result = await c.generate(request(), validate)
+        result = await c.generate(request())
     assert result.image.generator == "local" and result.attempted == ("comfyui", "local")
     assert server.count("/prompt") == 1
     assert "out of memory" in c.stats["comfyui"].last_error
@@ -89,14 +90,14 @@ async def test_a_failed_workflow_falls_to_local_without_retry() -> None:
 
 async def test_undecodable_image_falls_to_local() -> None:
     with FakeServer(ComfyUI(image=b"not a png at all")) as server:
-        result = await chain(server).generate(request(), validate)
+        result = await chain(server).generate(request())
     assert result.image.generator == "local"
     assert server.count("/view") == 2  # retried once, then the next generator
 
 
 async def test_a_workflow_that_never_finishes_times_out() -> None:
     with FakeServer(ComfyUI(polls_until_done=10_000)) as server:
-        result = await chain(server, Limits(retries=0, timeout_s=0.4)).generate(request(), validate)
+        result = await chain(server, Limits(retries=0, timeout_s=0.4)).generate(request())
     assert result.image.generator == "local"
 
 

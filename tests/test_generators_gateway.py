@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.generator_fakes import Answer, ComfyUI, FakeServer, gemini_ok, openai_error
-from tests.live_support import start_gateway, stored_meta
+from tests.generator_fakes import Answer, ComfyUI, FakeServer, gemini_ok, openai_error, openai_ok
+from tests.live_support import image, start_gateway, stored_meta
 from tests.services import Gateway
 
 pytestmark = pytest.mark.timeout(90)
@@ -206,3 +206,34 @@ def test_a_fallback_through_the_whole_chain_to_local(tmp_path: Path, fake: FakeS
     failures = {g["id"]: g["failures"] for g in providers["generators"]}
     assert failures == {"gemini": 1, "imagen": 1, "openai": 1, "comfyui": 1, "local": 0}
     assert providers["generators"][1]["native_ratios"] == ["1:1", "3:4", "4:3", "9:16", "16:9"]
+
+
+def test_an_original_made_at_another_ratio_is_stored_at_the_keys(tmp_path: Path) -> None:
+    openai = FakeServer(openai_ok).start()
+    env = {
+        "PROMPTPIX_GENERATORS": "openai",
+        "OPENAI_API_KEY": "sk-test",
+        "PROMPTPIX_OPENAI_BASE_URL": openai.url + "/v1",
+        "PROMPTPIX_PROMPT_LLM": "off",
+        "PROMPTPIX_VISION": "off",
+        "PROMPTPIX_SEMANTIC": "off",
+    }
+    server = start_gateway(tmp_path, **env)
+    try:
+        wide = get(server, "prompt=a+wide+harbour&ar=16:9&w=160")
+        square = get(server, "prompt=a+square+harbour&ar=1:1&w=64")
+    finally:
+        server.stop()
+        openai.stop()
+    assert wide.status_code == 200, wide.text
+    assert wide.headers["x-generator"] == "openai"
+    assert openai.calls[0].json()["size"] == "1536x1024"  # 3:2, nearest to 16:9
+    stored = meta(tmp_path, wide.headers["x-image-id"])
+    assert (stored["width"], stored["height"]) == (192, 108)  # 192x128, cropped to 16:9
+    details = stored["generator_details"]
+    assert details["native_ratio"] == "3:2"  # type: ignore[index]
+    assert details["generated_size"] == [192, 128]  # type: ignore[index]
+    assert image(wide.content).height == 90  # 160 wide at 16:9
+    plain = meta(tmp_path, square.headers["x-image-id"])
+    assert (plain["width"], plain["height"]) == (128, 128)  # a native ratio: no crop
+    assert "native_ratio" not in plain["generator_details"]  # type: ignore[operator]

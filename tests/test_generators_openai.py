@@ -8,10 +8,13 @@ import time
 import pytest
 
 from promptpix.generators.base import GenerationRequest, Refused
-from promptpix.generators.chain import Chain, Limits
+from promptpix.generators.chain import Chain
+from promptpix.generators.limits import Limits
 from promptpix.generators.local import LocalGenerator
 from promptpix.generators.openai import OpenAIGenerator, normalise_base
 from promptpix.generators.ratios import NATIVE_SIZES
+from promptpix.generators.registry import build_chain
+from promptpix.generators.settings import GeneratorSettings, OpenAISettings
 from promptpix.transforms.source import decode
 from tests.generator_fakes import (
     FAST,
@@ -21,7 +24,6 @@ from tests.generator_fakes import (
     close_chains,  # noqa: F401 (an autouse fixture)
     openai_error,
     openai_ok,
-    validate,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -34,7 +36,9 @@ def request(prompt: str = "a red fox", ratio: tuple[int, int] = (1, 1)) -> Gener
 
 
 def chain(server: FakeServer, limits: Limits = FAST) -> Chain:
-    gen = OpenAIGenerator("sk-test", base_url=server.url, timeout_s=limits.timeout_s)
+    gen = OpenAIGenerator(
+        OpenAISettings(api_key="sk-test", base_url=server.url), timeout_s=limits.timeout_s
+    )
     made = Chain([gen, LocalGenerator()], {"openai": limits})  # type: ignore[list-item]
     OPEN.append(made)
     return made
@@ -42,7 +46,7 @@ def chain(server: FakeServer, limits: Limits = FAST) -> Chain:
 
 async def test_success_and_the_request_it_sends() -> None:
     with FakeServer(openai_ok) as server:
-        result = await chain(server).generate(request(ratio=(3, 2)), validate)
+        result = await chain(server).generate(request(ratio=(3, 2)))
     [call] = server.calls
     assert call.path == "/v1/images/generations"
     assert call.headers["authorization"] == "Bearer sk-test"
@@ -55,25 +59,26 @@ async def test_success_and_the_request_it_sends() -> None:
     assert (src.width, src.height) == (192, 128)
 
 
-async def test_other_ratios_are_generated_at_the_nearest_size_and_cropped() -> None:
+async def test_other_ratios_are_generated_at_the_nearest_size() -> None:
     with FakeServer(openai_ok) as server:
-        result = await chain(server).generate(request(ratio=(16, 9)), validate)
+        result = await chain(server).generate(request(ratio=(16, 9)))
     assert server.calls[0].json()["size"] == "1536x1024"  # 3:2 is nearest to 16:9
+    assert result.ratio == (3, 2)  # the crop to 16:9 is the caller's
     src = decode(result.image.data, 50_000_000)
-    assert (src.width, src.height) == (192, 108)  # full width, cropped to 16:9
-    assert result.image.details["native_ratio"] == "3:2"
+    assert (src.width, src.height) == (192, 128)
     with FakeServer(openai_ok) as server:
-        tall = await chain(server).generate(request(ratio=(9, 16)), validate)
+        tall = await chain(server).generate(request(ratio=(9, 16)))
     assert server.calls[0].json()["size"] == "1024x1536"
+    assert tall.ratio == (2, 3)
     src = decode(tall.image.data, 50_000_000)
-    assert (src.width, src.height) == (108, 192)
+    assert (src.width, src.height) == (128, 192)
 
 
 async def test_429_retry_after_is_honoured() -> None:
     with FakeServer(openai_ok) as server:
         server.then(Answer(429, openai_error(429, "rate_limit_exceeded"), {"retry-after": "1"}))
         c = chain(server)
-        result = await c.generate(request(), validate)
+        result = await c.generate(request())
     first, second = server.calls
     assert second.at - first.at >= 1.0
     assert result.image.generator == "openai" and c.stats["openai"].retries == 1
@@ -84,7 +89,7 @@ async def test_429_retry_after_ms() -> None:
         server.then(
             Answer(429, openai_error(429, "rate_limit_exceeded"), {"retry-after-ms": "600"})
         )
-        await chain(server).generate(request(), validate)
+        await chain(server).generate(request())
     first, second = server.calls
     assert second.at - first.at >= 0.6
 
@@ -92,14 +97,14 @@ async def test_429_retry_after_ms() -> None:
 async def test_insufficient_quota_is_not_retried() -> None:
     with FakeServer(openai_ok) as server:
         server.then(Answer(429, openai_error(429, "insufficient_quota")))
-        result = await chain(server).generate(request(), validate)
+        result = await chain(server).generate(request())
     assert result.image.generator == "local" and server.count() == 1
 
 
 async def test_503_then_success() -> None:
     with FakeServer(openai_ok) as server:
         server.then(Answer(503, {"error": {"message": "overloaded", "type": "server_error"}}))
-        result = await chain(server).generate(request(), validate)
+        result = await chain(server).generate(request())
     assert result.image.generator == "openai" and server.count() == 2
 
 
@@ -109,7 +114,7 @@ async def test_content_policy_is_a_refusal(code: str) -> None:
         server.then(Answer(400, openai_error(400, code, "Your request was rejected")))
         c = chain(server)
         with pytest.raises(Refused):
-            await c.generate(request(), validate)
+            await c.generate(request())
     assert server.count() == 1 and c.stats["local"].calls == 0
 
 
@@ -118,7 +123,7 @@ async def test_timeout_falls_to_local() -> None:
         server.then(Answer(200, b"{}", delay_s=2.0))
         c = chain(server, Limits(retries=0, timeout_s=0.3))
         started = time.monotonic()
-        result = await c.generate(request(), validate)
+        result = await c.generate(request())
     assert time.monotonic() - started < 1.8
     assert result.image.generator == "local" and result.attempted == ("openai", "local")
 
@@ -137,7 +142,7 @@ async def test_malformed_answers_are_retried_then_fall_to_local(body: object) ->
     with FakeServer(openai_ok) as server:
         server.then(Answer(200, body), Answer(200, body))  # type: ignore[arg-type]
         c = chain(server, Limits(retries=1, backoff_s=0.05))
-        result = await c.generate(request(), validate)
+        result = await c.generate(request())
     assert result.image.generator == "local" and result.attempted == ("openai", "local")
     assert server.count() == 2
 
@@ -149,15 +154,14 @@ async def test_base_url_forms() -> None:
 
 
 async def test_timeout_zero_means_no_limit_not_an_instant_failure() -> None:
-    from promptpix.generators.chain import build_chain
-
     with FakeServer(openai_ok) as server:
         env = {
+            "PROMPTPIX_GENERATORS": "openai",
             "OPENAI_API_KEY": "sk-test",
             "PROMPTPIX_OPENAI_BASE_URL": server.url,
             "PROMPTPIX_OPENAI_TIMEOUT_S": "0",
         }
-        made = build_chain(["openai"], env=env)
+        made = build_chain(GeneratorSettings.from_env(env))
         OPEN.append(made)
-        result = await made.generate(request(), validate)
+        result = await made.generate(request())
     assert result.image.generator == "openai" and len(server.calls) == 1

@@ -17,7 +17,8 @@ from promptpix.cache.sqliteindex import SQLiteIndex
 from promptpix.gateway.images import ImageService, ImageSettings
 from promptpix.gateway.metrics import Metrics
 from promptpix.gateway.params import ParseContext, parse
-from promptpix.generators.chain import build_chain
+from promptpix.generators.registry import build_chain
+from promptpix.generators.settings import GeneratorSettings
 from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
 
@@ -50,7 +51,7 @@ def service(root: Path, store: FileStore) -> ImageService:
             source_cache_bytes=64 << 20,
         ),
         store,
-        build_chain(["local"], env={}),
+        build_chain(GeneratorSettings()),
         TransformPool(2),
         Metrics(),
         IndexWriter(SQLiteIndex(SQLiteDatabase(root / "index.sqlite3"))),

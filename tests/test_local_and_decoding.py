@@ -1,4 +1,4 @@
-"""The local generator's spliced JPEGs, shrink-on-load planning and the saliency focal point,
+"""The local generator's placeholders, shrink-on-load planning and the saliency focal point,
 on real libvips images (no server)."""
 
 from __future__ import annotations
@@ -41,9 +41,7 @@ def pixels(data: bytes) -> np.ndarray:
 
 @pytest.mark.parametrize("ratio", list(NATIVE_SIZES))
 @pytest.mark.parametrize("style", ["", "icon"])
-def test_a_spliced_placeholder_is_a_clean_jpeg_of_its_size(
-    ratio: tuple[int, int], style: str
-) -> None:
+def test_a_placeholder_is_a_clean_jpeg_of_its_size(ratio: tuple[int, int], style: str) -> None:
     data = local.render(request("a red fox in the snow", ratio, style))
     assert pixels(data).shape == (*reversed(NATIVE_SIZES[ratio]), 3)  # no decoder warning
 
@@ -58,27 +56,30 @@ def test_two_prompts_differ_in_the_strip_only_and_each_is_deterministic() -> Non
     a, b = local.render(request(first)), local.render(request(second))
     assert a == local.render(request(first)) and a != b
     scene = local._scene(1024, 1024, False, (), int(request(first).key[:16], 16) % local.LAYOUTS)
-    cut = scene.rows * local.BLOCK_ROWS
+    cut = scene.strip_height
+    assert cut % local.BLOCK_ROWS == 0
     pa, pb = pixels(a), pixels(b)
     assert np.array_equal(pa[cut:], pb[cut:])
     assert not np.array_equal(pa[:cut], pb[:cut])
 
 
-def test_the_splice_matches_encoding_the_whole_picture() -> None:
+def test_the_placeholder_is_its_scene_under_the_strip_that_labels_it() -> None:
     req = request("a blue whale under a grey sky")
-    scene = local._scene(1024, 1024, False, local.colour_words(req.prompt), 3)
-    strip = local._strip(scene, "label", req.prompt, False)
-    spliced = local.splice(scene.jpeg, local._encode(strip), scene.rows)
-    assert spliced is not None
-    whole = pyvips.Image.new_from_buffer(scene.jpeg, "").insert(strip, 0, 0)
-    diff = np.abs(pixels(spliced).astype(int) - pixels(local._encode(whole)).astype(int))
-    assert diff.mean() < 1.0  # the same picture, each encoded once with the same tables
-
-
-def test_tables_that_differ_refuse_to_splice() -> None:
-    scene = local._scene(1024, 1024, False, (), 0)
-    other = scene.top.jpegsave_buffer(Q=50, restart_interval=64, subsample_mode="on")
-    assert local.splice(scene.jpeg, other, scene.rows) is None
+    layout = int(req.key[:16], 16) % local.LAYOUTS  # the scene `render` picks for the key
+    scene = local._scene(1024, 1024, False, local.colour_words(req.prompt), layout)
+    strip = local._strip(scene, f"{local.LABEL} · seed {req.seed}", req.prompt, False)
+    assert strip.shape == scene.top.shape and strip.dtype == np.uint8
+    assert not np.array_equal(strip, scene.shaded)  # the words are written on it
+    drawn = strip.tobytes() + scene.pixels[strip.nbytes :]
+    made = local.render(req)
+    # One encode of the scene with its strip, nothing else: the same bytes.
+    img = pyvips.Image.new_from_memory(drawn, 1024, 1024, 3, "uchar")
+    assert made == jpeg.encode(img, local.QUALITY, drawn)
+    got = pixels(made).astype(int)
+    want = np.frombuffer(drawn, dtype=np.uint8).reshape(1024, 1024, 3).astype(int)
+    assert np.abs(got - want).mean() < 3  # JPEG at Q88 over grain
+    top = got[: scene.strip_height]
+    assert top.mean() < got[scene.strip_height :].mean() and top.max() > 200  # dark, white words
 
 
 def params(**kw: object) -> TransformParams:

@@ -21,7 +21,6 @@ from promptpix.generators.llm import (
     LLMError,
     OllamaLLM,
     TextLLM,
-    llm_from_env,
 )
 from promptpix.generators.prompts import (
     COMPACT_ABOVE,
@@ -442,26 +441,3 @@ def test_clean_answer() -> None:
     assert clean_answer("Prompt: a fox") == "a fox"
     assert clean_answer("\u201ca fox\u201d") == "a fox"
     assert clean_answer("a fox: red") == "a fox: red"
-
-
-def test_llm_from_env() -> None:
-    assert llm_from_env({}) is None
-    assert llm_from_env({"GEMINI_API_KEY": "k", "PROMPTPIX_PROMPT_LLM": "off"}) is None
-    only = llm_from_env(
-        {"PROMPTPIX_OLLAMA_URL": "http://127.0.0.1:9", "PROMPTPIX_OLLAMA_MODEL": "m"}
-    )
-    assert isinstance(only, OllamaLLM) and only.name == "ollama:m"
-    both = llm_from_env(
-        {
-            "PROMPTPIX_OLLAMA_URL": "http://127.0.0.1:9",
-            "GEMINI_API_KEY": "k",
-            "PROMPTPIX_GEMINI_BASE_URL": "http://127.0.0.1:9",
-            "PROMPTPIX_PROMPT_LLM_TIMEOUT_S": "2.5",
-        }
-    )
-    assert isinstance(both, LLMChain)
-    assert both.name == "ollama:llama3.2,gemini:gemini-2.5-flash" and both.timeout_s == 2.5
-    with pytest.raises(ValueError, match="GEMINI_API_KEY"):
-        llm_from_env({"PROMPTPIX_PROMPT_LLM": "gemini"})
-    run(only.aclose)
-    run(both.aclose)

@@ -1,32 +1,18 @@
-"""Native sizes: each generator makes its own ratios; the keys use Gemini's ten.
+"""The crop of a new original to its key's ratio, around its focal point.
 
-A request for a ratio a generator cannot make is generated at its nearest native ratio (in
-log scale) and cropped to the key's ratio around the focal point before the original is
-stored, so every original has the ratio its key says.
+A generator that cannot make a key's ratio makes its nearest own ratio; this crop gives the
+original the ratio its key says before it is stored. It decodes, so it runs on the
+transform pool.
 """
 
 from __future__ import annotations
 
 import pyvips
 
-from promptpix.transforms.focal import find_focal_point
-from promptpix.transforms.source import decode
+from .focal import find_focal_point
+from .source import decode
 
-from .ratios import NATIVE_SIZES, nearest_native
-
-RATIO_TOLERANCE = 0.01  # relative: 1344x768 is 16:9 closely enough
-
-
-Sizes = dict[tuple[int, int], tuple[int, int]]
-
-
-def native_for(
-    ratio: tuple[int, int], sizes: dict[tuple[int, int], tuple[int, int]] | None
-) -> tuple[tuple[int, int], tuple[int, int]]:
-    """The generator's own ratio and size for a key's ratio."""
-    table = sizes or NATIVE_SIZES
-    own = nearest_native(ratio, table)
-    return own, table[own]
+RATIO_TOLERANCE = 0.01  # relative: an image within 1 % of the ratio is left as it is
 
 
 def needs_crop(width: int, height: int, ratio: tuple[int, int]) -> bool:
@@ -36,9 +22,10 @@ def needs_crop(width: int, height: int, ratio: tuple[int, int]) -> bool:
 def crop_to_ratio(
     data: bytes, content_type: str, ratio: tuple[int, int], max_pixels: int
 ) -> tuple[bytes, str, dict[str, object]]:
-    """Crop an image to `ratio` around its focal point; answers the new bytes and type.
+    """Crop an image to `ratio` around its focal point; answers the new bytes, their type
+    and what was done (empty when the image already has the ratio, returned unchanged).
 
-    Raises `transforms.errors.UnreadableImage` when the bytes are not an image.
+    Raises `UnreadableImage` or `SourceTooLarge` (transforms.errors).
     """
     source = decode(data, max_pixels)
     if not needs_crop(source.width, source.height, ratio):
