@@ -1,35 +1,40 @@
-"""The ASGI application: `/i/` straight to the live-image handler, the rest through a router."""
+"""The ASGI application: assembles every part from one `Config`, routes, and runs the
+lifespan (start the backends; at shutdown, finish and store what is under way)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
+from collections.abc import Awaitable, Callable
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from promptpix.cache.backends import build_backends
 from promptpix.cache.semantic import one_blas_thread, open_semantic
-from promptpix.cache.settings import CacheSettings
-from promptpix.generators.chain import build_chain
-from promptpix.generators.llm import llm_from_env
-from promptpix.generators.vision import vision_from_env
+from promptpix.generators.registry import build_chain, build_llm, build_vision
 from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
 
-from . import health, providers
+from .admission import Admission
 from .config import Config
 from .errors import MethodNotAllowed, NotFound
-from .images import ImageService, ImageSettings
-from .live import ROUTE, LiveImages
+from .generation import Generation
+from .health import Health
+from .images import Images
+from .live import PREFIX, LiveImages
 from .metrics import Metrics
-from .projects import DEMO, Projects
+from .originals import Originals
+from .params import ParseRules
+from .projects import DEMO_SLUG, Project, Projects, StaticProjects
+from .rendering import Renderer
 from .responses import send_error
+from .reuse import Reuse
+from .tiers import Tiers
 from .types import Message, Receive, Scope, Send
 
 log = logging.getLogger("promptpix")
-KNOWN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v1/providers"})
-LIVE_PREFIX = ROUTE + "/"
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,77 +56,94 @@ class _Route(Route):
 
 class App:
     def __init__(self, config: Config | None = None) -> None:
-        configure()  # libvips: one thread an image
+        configure()  # libvips: one thread an image, no cache, allow-listed loaders
         one_blas_thread()  # numpy: the same
-        self.config = config or Config.from_env()
-        cfg = self.config
+        self.config = cfg = config or Config()
         self.metrics = Metrics()
-        self.cache_settings = CacheSettings.from_env(
-            {
-                **os.environ,
-                "PROMPTPIX_STORE": cfg.store,
-                "PROMPTPIX_DATABASE_URL": cfg.database_url,
-                "PROMPTPIX_SPOOL_DIR": cfg.spool_dir,
-            }
-        )
-        self.backends = build_backends(self.cache_settings)
-        self.store = self.backends.store
-        self.chain = build_chain(list(cfg.generators), local_latency_ms=cfg.local_latency_ms)
-        self.pool = TransformPool(
-            cfg.transform_threads or None, None if cfg.transform_queue < 0 else cfg.transform_queue
-        )
-        self.semantic_settings = self.cache_settings.semantic
-        self.semantic = open_semantic(self.cache_settings, busy=lambda: self.images.busy())
-        self.llm = llm_from_env()
-        self.vision = vision_from_env()
-        self.images = ImageService(
-            ImageSettings(
-                max_dimension=cfg.max_dimension,
-                max_source_pixels=cfg.max_source_pixels,
-                generation_timeout_s=cfg.generation_timeout_s,
-                memory_cache_bytes=cfg.memory_cache_mb << 20,
-                source_cache_bytes=cfg.source_cache_mb << 20,
-                lookup_index=self.backends.lookup_index,
-            ),
-            self.store,
+        self.backends = build_backends(cfg.cache)
+        self.chain = build_chain(cfg.generators, max_pixels=cfg.transforms.max_source_pixels)
+        self.llm = build_llm(cfg.generators)
+        self.vision = build_vision(cfg.generators)
+        ts = cfg.transforms
+        self.pool = TransformPool(ts.threads or None, None if ts.queue < 0 else ts.queue)
+        self.tiers = Tiers(cfg.cache.memory_cache_mb << 20, cfg.cache.source_cache_mb << 20)
+        self.semantic = open_semantic(cfg.cache, busy=lambda: self.images.busy())
+        index = self.backends.index
+        generation = Generation(
             self.chain,
             self.pool,
             self.metrics,
-            self.backends.index,
-            self.backends.leases,
+            index,
+            max_source_pixels=ts.max_source_pixels,
             llm=self.llm,
-            semantic=self.semantic,
             vision=self.vision,
         )
-        demo = dataclasses.replace(DEMO, semantic_reuse=self.semantic_settings.demo_reuse)
-        self.projects = Projects([demo] if cfg.demo_enabled else [])
+        originals = Originals(
+            self.tiers,
+            self.backends.store,
+            index,
+            self.backends.leases,
+            generation,
+            self.metrics,
+            max_source_pixels=ts.max_source_pixels,
+            lookup_index=self.backends.lookup_index,
+            semantic=self.semantic,
+        )
+        renderer = Renderer(
+            self.tiers,
+            self.pool,
+            self.metrics,
+            max_dimension=cfg.server.max_dimension,
+            max_source_pixels=ts.max_source_pixels,
+        )
+        reuse = None
+        if self.semantic is not None:
+            reuse = Reuse(self.semantic, self.tiers, self.backends.store, originals, renderer)
+        self.images = Images(
+            self.tiers,
+            originals,
+            renderer,
+            index,
+            self.pool,
+            generation_timeout_s=cfg.server.generation_timeout_s,
+            reuse=reuse,
+        )
+        demo = Project(DEMO_SLUG, semantic_reuse=cfg.cache.semantic.demo_reuse)
+        self.projects = Projects(StaticProjects([demo] if cfg.demo_enabled else []))
+        self.admission = Admission(self.projects)
+        rules = ParseRules(
+            generator_ids=frozenset(self.chain.ids),
+            max_dimension=cfg.server.max_dimension,
+            default_format=cfg.server.default_format,
+        )
         self.live = LiveImages(
             self.images,
-            self.projects,
-            cfg,
+            self.admission,
+            rules,
             self.metrics,
-            self.chain.ids,
-            similar_cache_control=self.semantic_settings.cache_control,
+            cache_control=cfg.server.cache_control,
+            similar_cache_control=cfg.cache.semantic.cache_control,
         )
+        health = Health(self.backends, self.chain, self.pool, self.images, self.metrics)
+        self.metrics.watch(health.gauges)  # several workers: each publishes its own
+        self.routes: dict[str, tuple[Endpoint, list[str]]] = {
+            "/healthz": (health.healthz, ["GET", "HEAD"]),
+            "/readyz": (health.readyz, ["GET", "HEAD"]),
+            "/metrics": (health.metrics, ["GET"]),
+            "/v1/providers": (health.providers, ["GET", "HEAD"]),
+        }
         self.router = Router(
-            routes=[
-                _Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
-                _Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
-                _Route("/metrics", health.metrics, methods=["GET"]),
-                _Route("/v1/providers", providers.providers, methods=["GET", "HEAD"]),
-            ],
+            routes=[_Route(path, fn, methods=m) for path, (fn, m) in self.routes.items()],
             default=_not_found,
         )
-        self.metrics.watch(lambda: health.gauges(self))  # several workers: each publishes its own
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["path"].startswith(LIVE_PREFIX):
+            if scope["path"].startswith(PREFIX):
                 await self.live(scope, receive, send)
                 return
-            scope["promptpix"] = self
-            route = scope["path"] if scope["path"] in KNOWN_ROUTES else "other"
+            route = scope["path"] if scope["path"] in self.routes else "other"
             status = 500
 
             async def counting_send(message: Message) -> None:
@@ -143,42 +165,36 @@ class App:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.backends.start()
+                await self.projects.start()
                 if self.semantic is not None:
                     await self.semantic.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                # Generations under way finish and are stored before the process exits.
-                await self.images.original_flight.drain()
-                await self.images.variant_flight.drain()
-                await self.images.drain()
-                if self.backends.spool is not None:
-                    await self.backends.spool.flush(timeout=5.0)
-                if self.semantic is not None:
-                    await self.semantic.drain()
-                    self.semantic.close()
-                if self.llm is not None:
-                    await self.llm.aclose()
-                if self.vision is not None:
-                    await self.vision.aclose()
-                self.pool.close()
-                await self.chain.close()
-                await self.backends.close()
+                await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def shutdown(self) -> None:
+        # Generations under way finish and are stored before the process exits.
+        await self.images.drain()
+        if self.backends.spool is not None:
+            await self.backends.spool.flush(timeout=5.0)
+        if self.semantic is not None:
+            await self.semantic.drain()
+            self.semantic.close()
+        if self.llm is not None:
+            await self.llm.aclose()
+        if self.vision is not None:
+            await self.vision.aclose()
+        await self.projects.close()
+        self.pool.close()
+        await self.chain.close()
+        await self.backends.close()
 
-def create_app(config: Config | None = None) -> App:
-    _limit_malloc_arenas()
+
+def create_app() -> App:
+    """The factory the HTTP server's workers call: the configuration from the environment
+    (the CLI has checked it before starting them)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("pyvips").setLevel(logging.WARNING)
-    return App(config)
-
-
-def _limit_malloc_arenas() -> None:
-    """glibc's per-thread arenas let a long-running image server's memory creep up."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX = 2
-    except (OSError, AttributeError):
-        pass
+    return App(Config.from_env())

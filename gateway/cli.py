@@ -10,9 +10,7 @@ import shutil
 import sys
 import tempfile
 
-from promptpix.cache.settings import CacheSettings
-
-from .config import Config
+from .config import Config, ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,8 +46,8 @@ def reindex_command() -> int:
     from promptpix.cache.store import StoreUnavailable
 
     try:
-        settings = CacheSettings.from_env(os.environ)
-    except ValueError as exc:
+        settings = Config.from_env().cache
+    except ConfigError as exc:
         print(f"promptpix: {exc}", file=sys.stderr)
         return 2
 
@@ -115,12 +113,10 @@ def serve_command(host: str | None, port: int | None, workers: int, server: str)
         os.environ["PROMPTPIX_HOST"] = host
     if port is not None:
         os.environ["PROMPTPIX_PORT"] = str(port)
-    os.environ.setdefault("VIPS_CONCURRENCY", "1")
     limit_malloc_arenas()
-    try:
+    try:  # every setting is checked here, before anything listens or forks
         config = Config.from_env()
-        CacheSettings.from_env(os.environ)  # the cache's own variables, checked before listening
-    except ValueError as exc:  # ConfigError is one
+    except ConfigError as exc:
         print(f"promptpix: {exc}", file=sys.stderr)
         return 2
     if workers < 1:
@@ -143,8 +139,8 @@ def serve(config: Config, workers: int, server: str) -> None:
         uvicorn.run(
             target,
             factory=True,
-            host=config.host,
-            port=config.port,
+            host=config.server.host,
+            port=config.server.port,
             workers=workers,
             log_level="info",
             access_log=False,
@@ -157,8 +153,8 @@ def serve(config: Config, workers: int, server: str) -> None:
     Granian(
         target,
         factory=True,
-        address=config.host,
-        port=config.port,
+        address=config.server.host,
+        port=config.server.port,
         interface=Interfaces.ASGI,
         workers=workers,
         websockets=False,

@@ -1,103 +1,118 @@
-"""Configuration from the environment (`PROMPTPIX_*`), with defaults and validation."""
+"""Configuration: every package's settings, composed here from the environment.
+
+Each package reads its own variables (`promptpix.<package>.settings`); the gateway adds the
+server's. A value any of them cannot use stops the gateway before it listens, with one line
+that names the variable (never its value: values can be secrets).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from promptpix.cache.storeurl import store_path
-from promptpix.generators.chain import default_generators
-from promptpix.transforms.formats import FORMATS
+import msgspec
+
+from promptpix.cache.settings import CacheSettings
+from promptpix.generators.settings import GeneratorSettings
+from promptpix.transforms.settings import TransformSettings
 
 DEFAULT_CACHE_CONTROL = "public, max-age=31536000, immutable"
-DATABASE_SCHEMES = ("postgresql", "postgres")  # what asyncpg connects to
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Seconds = Annotated[float, msgspec.Meta(ge=0.1, le=3600)]
+Dimension = Annotated[int, msgspec.Meta(ge=16, le=16384)]
+
+SERVER_ENV = {
+    "host": "PROMPTPIX_HOST",
+    "port": "PROMPTPIX_PORT",
+    "cache_control": "PROMPTPIX_CACHE_CONTROL",
+    "demo": "PROMPTPIX_DEMO",
+    "generation_timeout_s": "PROMPTPIX_GENERATION_TIMEOUT_S",
+    "max_dimension": "PROMPTPIX_MAX_DIMENSION",
+    "default_format": "PROMPTPIX_DEFAULT_FORMAT",
+}
 
 
 class ConfigError(ValueError):
-    pass
+    """A setting the gateway cannot use; the message is one line naming the variable."""
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, rename=SERVER_ENV):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    cache_control: str = DEFAULT_CACHE_CONTROL  # of successful image answers
+    demo: Literal["auto", "on", "off"] = "auto"  # auto: the public `demo` while on loopback
+    generation_timeout_s: Seconds = 60.0  # how long a request waits for a generation
+    max_dimension: Dimension = 4096  # largest `w`/`h`, and output side after `dpr`
+    default_format: Literal["webp", "avif", "jpeg", "png"] = "webp"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
+        values = {n: env[n].strip() for n in SERVER_ENV.values() if env.get(n, "").strip()}
+        return msgspec.convert(values, cls, strict=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    store: str = "file://./promptpix-data"
-    database_url: str = ""  # empty: the embedded SQLite index beside the file store
-    spool_dir: str = "./promptpix-spool"  # local spool for a remote store's failed writes
-    generators: tuple[str, ...] = ("local",)
-    local_latency_ms: int = 0
-    memory_cache_mb: int = 128
-    source_cache_mb: int = 128
-    max_dimension: int = 4096
-    max_source_pixels: int = 50_000_000
-    generation_timeout_s: float = 60.0
-    default_format: str = "webp"
-    cache_control: str = DEFAULT_CACHE_CONTROL
-    transform_threads: int = 0  # 0: one per core
-    transform_queue: int = -1  # -1: 32 per thread
-    demo: str = "auto"  # auto: the public `demo` project exists while listening on loopback
+    server: ServerSettings = field(default_factory=ServerSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    generators: GeneratorSettings = field(default_factory=GeneratorSettings)
+    transforms: TransformSettings = field(default_factory=TransformSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Every package's settings from `env` (default: the process environment)."""
         env = os.environ if env is None else env
-        d = cls()
-
-        def get(name: str, default: str) -> str:
-            return env.get(f"PROMPTPIX_{name}", "").strip() or default
-
-        def num(name: str, default: float, lo: float, hi: float) -> float:
-            raw = get(name, str(default))
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ConfigError(f"PROMPTPIX_{name} must be a number, not {raw!r}") from None
-            if not lo <= value <= hi:
-                raise ConfigError(f"PROMPTPIX_{name} must be within {lo:g}..{hi:g}")
-            return value
-
-        cfg = cls(
-            host=get("HOST", d.host),
-            port=int(num("PORT", d.port, 0, 65535)),
-            store=get("STORE", d.store),
-            database_url=get("DATABASE_URL", d.database_url),
-            spool_dir=get("SPOOL_DIR", d.spool_dir),
-            generators=tuple(
-                g.strip()
-                for g in get("GENERATORS", ",".join(default_generators(env))).split(",")
-                if g.strip()
-            ),
-            local_latency_ms=int(num("LOCAL_LATENCY_MS", d.local_latency_ms, 0, 600_000)),
-            memory_cache_mb=int(num("MEMORY_CACHE_MB", d.memory_cache_mb, 0, 1 << 20)),
-            source_cache_mb=int(num("SOURCE_CACHE_MB", d.source_cache_mb, 0, 1 << 20)),
-            max_dimension=int(num("MAX_DIMENSION", d.max_dimension, 16, 16384)),
-            max_source_pixels=int(num("MAX_SOURCE_PIXELS", d.max_source_pixels, 1, 1 << 31)),
-            generation_timeout_s=num("GENERATION_TIMEOUT_S", d.generation_timeout_s, 0.1, 3600),
-            default_format=get("DEFAULT_FORMAT", d.default_format),
-            cache_control=get("CACHE_CONTROL", d.cache_control),
-            transform_threads=int(num("TRANSFORM_THREADS", d.transform_threads, 0, 256)),
-            transform_queue=int(num("TRANSFORM_QUEUE", d.transform_queue, -1, 100_000)),
-            demo=get("DEMO", d.demo),
-        )
-        if cfg.default_format not in FORMATS:
-            raise ConfigError(f"PROMPTPIX_DEFAULT_FORMAT must be one of {sorted(FORMATS)}")
-        if cfg.demo not in ("auto", "on", "off"):
-            raise ConfigError("PROMPTPIX_DEMO must be auto, on or off")
-        if not cfg.generators:
-            raise ConfigError("PROMPTPIX_GENERATORS names no generator")
         try:
-            store_path(cfg.store)
-        except ValueError as exc:
-            raise ConfigError(f"PROMPTPIX_STORE: {exc}") from None
-        if cfg.database_url and urlsplit(cfg.database_url).scheme not in DATABASE_SCHEMES:
-            raise ConfigError("PROMPTPIX_DATABASE_URL must be a postgresql:// URL")
-        return cfg
+            return cls(
+                server=ServerSettings.from_env(env),
+                cache=CacheSettings.from_env(env),
+                generators=GeneratorSettings.from_env(env),
+                transforms=TransformSettings.from_env(env),
+            )
+        except (msgspec.ValidationError, ValueError) as exc:
+            raise ConfigError(one_line(exc)) from None
 
     @property
     def demo_enabled(self) -> bool:
-        return self.demo == "on" or (self.demo == "auto" and is_loopback(self.host))
+        demo = self.server.demo
+        return demo == "on" or (demo == "auto" and is_loopback(self.server.host))
+
+
+_AT = re.compile(r"^(?P<what>.*) - at `\$\.(?P<name>[A-Za-z0-9_]+)`")
+
+
+def one_line(exc: Exception) -> str:
+    """`PROMPTPIX_X: what is wrong`, from msgspec's "Expected ... - at `$.PROMPTPIX_X`" or a
+    package's own "PROMPTPIX_X: ..." message; never the value given."""
+    text = " ".join(str(exc).split())
+    found = _AT.match(text)
+    if not found:
+        return text
+    name, what = found["name"], found["what"].replace("`", "")
+    if what.startswith("Invalid enum value"):  # msgspec quotes the value: say the choices
+        choices = _choices(name)
+        what = f"must be one of {', '.join(choices)}" if choices else "not a value it takes"
+    return f"{name}: {what[:1].lower()}{what[1:]}"
+
+
+def _choices(name: str) -> list[str]:
+    """The values a `Literal` setting named `name` takes, from the settings' own types."""
+    pending: list[Any] = [ServerSettings, CacheSettings, GeneratorSettings, TransformSettings]
+    while pending:
+        kind = pending.pop()
+        for f in msgspec.structs.fields(kind):
+            inner = [f.type, *get_args(f.type)]
+            pending.extend(
+                t for t in inner if isinstance(t, type) and issubclass(t, msgspec.Struct)
+            )
+            if f.encode_name == name and get_origin(f.type) is Literal:
+                return [str(v) for v in get_args(f.type)]
+    return []
 
 
 def is_loopback(host: str) -> bool:

@@ -16,12 +16,14 @@ class GatewayError(Exception):
         param: str | None = None,
         retry_after: int | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.retry_after = retry_after
         self.extra = extra or {}
+        self.headers = headers or {}  # sent with the answer (`WWW-Authenticate`, `Allow`...)
 
     def body(self) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -44,15 +46,6 @@ class PromptTooLong(BadParameter):
     code = "prompt_too_long"
 
 
-class Forbidden(GatewayError):
-    status = 403
-    code = "forbidden"
-
-
-class GenerationNotAllowed(Forbidden):
-    code = "generation_not_allowed"
-
-
 class NotFound(GatewayError):
     status = 404
     code = "not_found"
@@ -67,8 +60,7 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
     def __init__(self, message: str, *, allow: str = "GET, HEAD, OPTIONS") -> None:
-        super().__init__(message)
-        self.allow = allow  # the `Allow` header: the methods the route answers
+        super().__init__(message, headers={"allow": allow})  # the methods the route answers
 
 
 class ContentRefused(GatewayError):
@@ -76,7 +68,7 @@ class ContentRefused(GatewayError):
     code = "content_refused"
 
 
-class SourceTooLarge(GatewayError):
+class ImageTooLarge(GatewayError):
     status = 422
     code = "source_too_large"
 

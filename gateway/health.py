@@ -1,76 +1,93 @@
-"""`/healthz`, `/readyz` and `/metrics`."""
+"""`/healthz`, `/readyz` and `/metrics`: the gateway's own state."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .metrics import CONTENT_TYPE
+from promptpix.cache.backends import Backends
+from promptpix.generators.chain import Chain
+from promptpix.transforms.executor import TransformPool
 
-if TYPE_CHECKING:
-    from .app import App
+from .images import Images
+from .metrics import CONTENT_TYPE, Metrics
 
 
-def _json(data: Any, status: int = 200) -> Response:
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps(data),
         status,
         media_type="application/json",
-        headers={"cache-control": "no-store"},
+        headers={"cache-control": "no-store", **(headers or {})},
     )
 
 
-async def healthz(request: Request) -> Response:
-    return _json({"status": "ok"})
+class Health:
+    def __init__(
+        self,
+        backends: Backends,
+        chain: Chain,
+        pool: TransformPool,
+        images: Images,
+        metrics: Metrics,
+    ) -> None:
+        self.backends = backends
+        self.chain = chain
+        self.pool = pool
+        self.images = images
+        self.registry = metrics
 
+    async def healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
 
-async def readyz(request: Request) -> Response:
-    app: App = request.scope["promptpix"]
-    store = await app.store.check()
-    checks: dict[str, Any] = {
-        "store": store,
-        "generators": {
-            "status": "ok",
-            "chain": [
-                {"id": gid, "calls": s.calls, "failures": s.failures}
-                for gid, s in app.chain.stats.items()
-            ],
-        },
-        "transforms": {
-            "status": "ok" if app.pool.pending < app.pool.threads + app.pool.queue else "busy",
-            "threads": app.pool.threads,
-            "pending": app.pool.pending,
-            "queue": app.pool.queue,
-        },
-        "index": await app.backends.index.check(),
-    }
-    # Only the store is essential: without the index, stored images are still served.
-    if checks["index"].get("status") == "down":
-        checks["index"]["status"] = "degraded"
-    states = {c["status"] for c in checks.values()}
-    status = "down" if "down" in states else "degraded" if states - {"ok"} else "ok"
-    return _json({"status": status, "checks": checks}, 503 if status == "down" else 200)
+    async def readyz(self, request: Request) -> Response:
+        pool = self.pool
+        checks: dict[str, dict[str, Any]] = {
+            "store": await self.backends.store.check(),
+            "generators": {
+                "status": "ok",
+                "chain": [
+                    {"id": gid, "calls": s.calls, "failures": s.failures}
+                    for gid, s in self.chain.stats.items()
+                ],
+            },
+            "transforms": {
+                "status": "ok" if pool.pending < pool.threads + pool.queue else "busy",
+                "threads": pool.threads,
+                "pending": pool.pending,
+                "queue": pool.queue,
+            },
+            "index": await self.backends.index.check(),
+        }
+        # Only the store is essential: without the index, stored images are still served.
+        if checks["index"].get("status") == "down":
+            checks["index"]["status"] = "degraded"
+        states = {c["status"] for c in checks.values()}
+        status = "down" if "down" in states else "degraded" if states - {"ok"} else "ok"
+        return json_response({"status": status, "checks": checks}, 503 if status == "down" else 200)
 
+    def gauges(self) -> dict[str, float]:
+        """This process's gauges, by their names in `metrics.GAUGES`."""
+        tiers = self.images.tiers
+        return {
+            "promptpix_memory_tier_bytes": tiers.variants.bytes_used,
+            "promptpix_memory_tier_entries": len(tiers.variants),
+            "promptpix_source_tier_bytes": tiers.originals.bytes_used + tiers.pixels.bytes_used,
+            "promptpix_transforms_pending": self.pool.pending,
+            "promptpix_generations_in_flight": len(self.images.originals.flight),
+        }
 
-def gauges(app: App) -> dict[str, float]:
-    """This process's gauges, by their names in `metrics.GAUGES`."""
-    images = app.images
-    return {
-        "promptpix_memory_tier_bytes": images.variants.bytes_used,
-        "promptpix_memory_tier_entries": len(images.variants),
-        "promptpix_source_tier_bytes": images.originals.bytes_used + images.pixels.bytes_used,
-        "promptpix_transforms_pending": app.pool.pending,
-        "promptpix_generations_in_flight": len(images.original_flight),
-    }
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text for the whole gateway (every worker's counts summed)."""
+        return Response(
+            self.registry.render(self.gauges()),
+            media_type=CONTENT_TYPE,
+            headers={"cache-control": "no-store"},
+        )
 
-
-async def metrics(request: Request) -> Response:
-    app: App = request.scope["promptpix"]
-    return Response(
-        app.metrics.render(gauges(app)),
-        media_type=CONTENT_TYPE,
-        headers={"cache-control": "no-store"},
-    )
+    async def providers(self, request: Request) -> Response:
+        """`GET /v1/providers`: the chain, each generator's state, counts and latency."""
+        return json_response(self.chain.describe(), headers={"access-control-allow-origin": "*"})

@@ -1,27 +1,30 @@
-"""Query-string parsing: one strict pass into immutable generation and transform values."""
+"""Parsing: one strict pass from a query string into immutable generation and transform
+values, with the output format, quality and background removal settled once, here."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import overload
 from urllib.parse import unquote_plus
 
-from promptpix.cache.keys import original_key
+from promptpix.cache.keys import original_key, variant_key
 from promptpix.generators.prompts import MAX_PROMPT_CHARS
 from promptpix.generators.ratios import nearest_native, reduce_ratio
-from promptpix.generators.styles import BUILTIN_STYLES
+from promptpix.generators.styles import BUILTIN_STYLES, is_transparent
+from promptpix.transforms.formats import FORMATS, negotiate
 from promptpix.transforms.params import FITS, NAMED_ANCHORS, Anchor, Colour, TransformParams
 
 from .errors import BadParameter, PromptTooLong, UnknownParameter
+from .projects import Project
 
 MAX_NEG = 1_000
 MAX_SEED = 2_147_483_647
 MAX_QUERY_FIELDS = 32
 
-FORMATS = frozenset({"webp", "avif", "jpeg", "png"})
 FORMAT_ALIASES = {"jpg": "jpeg"}
-ALPHA_FORMATS = frozenset({"webp", "avif", "png"})
+AUTO = "auto"
 
 GENERATION_PARAMS = ("prompt", "ar", "style", "neg", "seed", "enhance", "model")
 TRANSFORM_PARAMS = ("w", "h", "dpr", "fit", "anchor", "fmt", "q", "bg", "rmbg", "blur")
@@ -35,17 +38,13 @@ _SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
-class ParseContext:
-    """What parsing needs to know of the project and the deployment."""
+class ParseRules:
+    """What parsing needs to know of the deployment (the project comes as itself)."""
 
-    project: str
-    style_version: int = 1
-    default_style: str = ""
-    default_enhance: bool = False
-    styles: frozenset[str] = frozenset(BUILTIN_STYLES)
     generator_ids: frozenset[str] = frozenset({"local"})
     max_dimension: int = 4096
     default_format: str = "webp"
+    styles: frozenset[str] = frozenset(BUILTIN_STYLES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +79,14 @@ class GenerationParams:
 @dataclass(frozen=True, slots=True)
 class ImageRequest:
     gen: GenerationParams
-    transform: TransformParams
+    transform: TransformParams  # format negotiated, quality and background removal settled
     sig: str | None
+    negotiated: bool  # `fmt=auto`: the format came from `Accept` (answers carry `Vary`)
+    needs_alpha: bool  # what `fmt=auto` negotiates with: PNG rather than JPEG without AVIF/WebP
+
+    @property
+    def variant_key(self) -> str:
+        return variant_key(self.gen.key, self.transform)
 
 
 def split_query(query: bytes | str) -> dict[str, str]:
@@ -117,8 +122,17 @@ def split_query(query: bytes | str) -> dict[str, str]:
     return out
 
 
-def parse(query: bytes | str, ctx: ParseContext) -> ImageRequest:
-    raw = split_query(query)
+def parse(
+    query: bytes | str, project: Project, rules: ParseRules, accept: str = ""
+) -> ImageRequest:
+    """A live URL's query, strictly: anything unknown or out of range is a 400 naming it."""
+    return parse_fields(split_query(query), project, rules, accept)
+
+
+def parse_fields(
+    raw: dict[str, str], project: Project, rules: ParseRules, accept: str = ""
+) -> ImageRequest:
+    """Decoded parameters (a live URL's, or the same names from another route)."""
     for name in raw:
         if name not in KNOWN_PARAMS:
             raise UnknownParameter(f"unknown parameter '{name}'", param=_printable(name))
@@ -137,19 +151,21 @@ def parse(query: bytes | str, ctx: ParseContext) -> ImageRequest:
     if len(neg) > MAX_NEG:
         raise BadParameter(f"'neg' is limited to {MAX_NEG} characters", param="neg")
 
-    style = raw.get("style", ctx.default_style)
-    if style and style not in ctx.styles:
-        raise BadParameter(f"unknown style; one of: {', '.join(sorted(ctx.styles))}", param="style")
-    seed = _int(raw, "seed", 0, MAX_SEED, 0)
-    enhance = _flag(raw, "enhance", ctx.default_enhance)
-    model = raw.get("model", "")
-    if "model" in raw and model not in ctx.generator_ids:
+    style = raw.get("style", project.default_style)
+    if style and style not in rules.styles:
         raise BadParameter(
-            f"unknown model; one of: {', '.join(sorted(ctx.generator_ids))}", param="model"
+            f"unknown style; one of: {', '.join(sorted(rules.styles))}", param="style"
+        )
+    seed = _int(raw, "seed", 0, MAX_SEED, 0)
+    enhance = _flag(raw, "enhance", project.default_enhance)
+    model = raw.get("model", "")
+    if "model" in raw and model not in rules.generator_ids:
+        raise BadParameter(
+            f"unknown model; one of: {', '.join(sorted(rules.generator_ids))}", param="model"
         )
 
-    w = _int(raw, "w", 1, ctx.max_dimension, None)
-    h = _int(raw, "h", 1, ctx.max_dimension, None)
+    w = _int(raw, "w", 1, rules.max_dimension, None)
+    h = _int(raw, "h", 1, rules.max_dimension, None)
     dpr = _num(raw, "dpr", 1.0, 4.0, 1.0)
     if "ar" in raw:
         m = _RATIO.fullmatch(raw["ar"])
@@ -165,26 +181,35 @@ def parse(query: bytes | str, ctx: ParseContext) -> ImageRequest:
     if fit not in FITS:
         raise BadParameter(f"'fit' must be one of: {', '.join(sorted(FITS))}", param="fit")
     anchor = _anchor(raw.get("anchor", "focal"))
-    fmt = raw.get("fmt", ctx.default_format)
+    fmt = raw.get("fmt", rules.default_format)
     fmt = FORMAT_ALIASES.get(fmt, fmt)
-    if fmt not in FORMATS and fmt != "auto":
+    if fmt not in FORMATS and fmt != AUTO:
         raise BadParameter("'fmt' must be one of: auto, avif, jpeg, png, webp", param="fmt")
     quality = _int(raw, "q", 1, 100, None)
     bg_given = "bg" in raw
     bg = _colour(raw["bg"]) if bg_given else None
     rmbg = _flag(raw, "rmbg", False)
-    if rmbg and fmt not in ALPHA_FORMATS and fmt != "auto":
+    if rmbg and fmt != AUTO and not FORMATS[fmt].alpha:
         raise BadParameter("'rmbg=1' needs a format with alpha (webp, avif, png)", param="rmbg")
     if bg_given and bg is None and fmt == "jpeg":
         raise BadParameter("'bg=transparent' needs a format with alpha", param="bg")
     blur = _num(raw, "blur", 0.0, 100.0, 0.0)
 
-    width, height = _device_size(w, h, dpr, ctx.max_dimension)
-    sig = raw.get("sig")
+    width, height = _device_size(w, h, dpr, rules.max_dimension)
+    plain = is_transparent(style)  # the style asks for a plain background
+    needs_alpha = rmbg or (plain and not bg_given) or (bg_given and bg is None)
+    negotiated = fmt == AUTO
+    if negotiated:
+        fmt = negotiate(accept, needs_alpha)
+    out = FORMATS[fmt]
+    if out.default_quality is None:
+        quality = None  # lossless: `q` does not apply
+    elif quality is None:
+        quality = out.default_quality
     return ImageRequest(
         gen=GenerationParams(
-            project=ctx.project,
-            style_version=ctx.style_version,
+            project=project.slug,
+            style_version=project.style_version,
             prompt=prompt,
             ratio=nearest_native(view),
             style=style,
@@ -203,10 +228,13 @@ def parse(query: bytes | str, ctx: ParseContext) -> ImageRequest:
             quality=quality,
             bg=bg,
             bg_given=bg_given,
-            rmbg=rmbg,
+            # A plain background goes wherever the format can carry transparency.
+            rmbg=rmbg or (plain and out.alpha),
             blur=blur,
         ),
-        sig=sig,
+        sig=raw.get("sig"),
+        negotiated=negotiated,
+        needs_alpha=needs_alpha,
     )
 
 
@@ -218,6 +246,14 @@ def _text(value: str) -> str:
     value = unicodedata.normalize("NFC", value)
     value = "".join(" " if unicodedata.category(c) == "Cc" else c for c in value)
     return _SPACE.sub(" ", value).strip()
+
+
+@overload
+def _int(raw: dict[str, str], name: str, lo: int, hi: int, default: int) -> int: ...
+
+
+@overload
+def _int(raw: dict[str, str], name: str, lo: int, hi: int, default: None) -> int | None: ...
 
 
 def _int(raw: dict[str, str], name: str, lo: int, hi: int, default: int | None) -> int | None:

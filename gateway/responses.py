@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from .errors import GatewayError, MethodNotAllowed
+from .errors import GatewayError
 from .types import Send
 
 Headers = list[tuple[bytes, bytes]]
@@ -43,8 +43,7 @@ async def send_error(send_: Send, exc: GatewayError, *, head: bool = False) -> N
     headers = json_headers(len(body))
     if exc.retry_after is not None:
         headers.append((b"retry-after", str(exc.retry_after).encode()))
-    if isinstance(exc, MethodNotAllowed):
-        headers.append((b"allow", exc.allow.encode()))
+    headers.extend((name.encode(), value.encode()) for name, value in exc.headers.items())
     await send(send_, exc.status, headers, body, head=head)
 
 

@@ -14,9 +14,14 @@ from promptpix.cache.keys import variant_key
 from promptpix.cache.leases import FileLeases
 from promptpix.cache.sqlite import SQLiteDatabase
 from promptpix.cache.sqliteindex import SQLiteIndex
-from promptpix.gateway.images import ImageService, ImageSettings
+from promptpix.gateway.generation import Generation
+from promptpix.gateway.images import Images
 from promptpix.gateway.metrics import Metrics
-from promptpix.gateway.params import ParseContext, parse
+from promptpix.gateway.originals import Originals
+from promptpix.gateway.params import ParseRules, parse
+from promptpix.gateway.projects import Project
+from promptpix.gateway.rendering import Renderer
+from promptpix.gateway.tiers import Tiers
 from promptpix.generators.registry import build_chain
 from promptpix.generators.settings import GeneratorSettings
 from promptpix.transforms.executor import TransformPool
@@ -41,26 +46,28 @@ class SlowStore(FileStore):
         self.put_done_at = time.monotonic()
 
 
-def service(root: Path, store: FileStore) -> ImageService:
-    return ImageService(
-        ImageSettings(
-            max_dimension=4096,
-            max_source_pixels=50_000_000,
-            generation_timeout_s=30,
-            memory_cache_bytes=64 << 20,
-            source_cache_bytes=64 << 20,
-        ),
-        store,
-        build_chain(GeneratorSettings()),
-        TransformPool(2),
-        Metrics(),
-        IndexWriter(SQLiteIndex(SQLiteDatabase(root / "index.sqlite3"))),
-        FileLeases(root),
+def service(root: Path, store: FileStore) -> Images:
+    """The image pipeline as the gateway assembles it, on a store of the test's own."""
+    tiers, metrics, pool = Tiers(64 << 20, 64 << 20), Metrics(), TransformPool(2)
+    index = IndexWriter(SQLiteIndex(SQLiteDatabase(root / "index.sqlite3")))
+    generation = Generation(
+        build_chain(GeneratorSettings()), pool, metrics, index, max_source_pixels=50_000_000
     )
+    originals = Originals(
+        tiers,
+        store,
+        index,
+        FileLeases(root),
+        generation,
+        metrics,
+        max_source_pixels=50_000_000,
+    )
+    renderer = Renderer(tiers, pool, metrics, max_dimension=4096, max_source_pixels=50_000_000)
+    return Images(tiers, originals, renderer, index, pool, generation_timeout_s=30)
 
 
 def request(query: bytes) -> Any:
-    return parse(query, ParseContext(project="demo"))
+    return parse(query, Project("demo"), ParseRules())
 
 
 def test_answers_wait_for_the_store_write_and_the_lease_covers_it(tmp_path: Path) -> None:
@@ -95,6 +102,6 @@ def test_answers_wait_for_the_store_write_and_the_lease_covers_it(tmp_path: Path
         await images.drain()
         await images.index.close()
         images.pool.close()
-        await images.chain.close()
+        await images.originals.generation.chain.close()
 
     asyncio.run(run())

@@ -70,7 +70,7 @@ def _sobel(light: np.ndarray) -> np.ndarray:
     p = np.pad(light, 1, mode="edge")
     gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
     gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
-    return np.abs(gx) + np.abs(gy)
+    return np.asarray(np.abs(gx) + np.abs(gy))
 
 
 def _pool(values: np.ndarray, cells: int) -> np.ndarray:
@@ -82,7 +82,7 @@ def _pool(values: np.ndarray, cells: int) -> np.ndarray:
     rows = _run_sums(values.reshape(h, 1, w * bands), min(cells, h))  # (r, 1, w * bands)
     by_cols = rows.reshape(len(rows), w, bands).transpose(1, 0, 2)  # (w, r, b)
     sums = _run_sums(by_cols, min(cells, w)).transpose(1, 0, 2)  # (r, c, b)
-    return (sums / _counts(h, w, cells)[..., None]).astype(np.float32)
+    return np.asarray(sums / _counts(h, w, cells)[..., None], dtype=np.float32)
 
 
 def _runs(n: int, parts: int) -> tuple[tuple[int, int], ...]:
@@ -112,7 +112,7 @@ def _counts(h: int, w: int, cells: int) -> np.ndarray:
     """Pixels in each cell of the grid `_pool` makes of an h x w image."""
     rows = np.concatenate([np.full(count, n) for n, count in _runs(h, min(cells, h))])
     cols = np.concatenate([np.full(count, n) for n, count in _runs(w, min(cells, w))])
-    counts = (rows[:, None] * cols[None, :]).astype(np.float32)
+    counts = np.asarray(rows[:, None] * cols[None, :], dtype=np.float32)
     counts.flags.writeable = False
     return counts
 

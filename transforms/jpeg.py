@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pyvips
@@ -87,7 +88,7 @@ def _orientation(tiff: bytes) -> int | None:
     """The EXIF orientation tag of IFD0, if the TIFF block has one."""
     if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
         return None
-    order = "little" if tiff[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
     ifd = int.from_bytes(tiff[4:8], order)
     if ifd + 2 > len(tiff):
         return None
@@ -113,7 +114,7 @@ def decode_plain(data: bytes, info: PlainJpeg, shrink: int = 1) -> bytes | None:
         return None
     if pixels.shape != (want_h, want_w, 3):
         return None
-    return pixels.tobytes()
+    return bytes(pixels.tobytes())
 
 
 def encode(img: pyvips.Image, quality: int, pixels: bytes | None = None) -> bytes:
