@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.generators.test_prompts import LONG, SHORT_ANSWER, FakeLLMServer
 from tests.live_support import assert_error, generations, image, start_gateway, stored_meta
 from tests.services import Gateway, free_port
-from tests.test_prompts_llm import LONG, SHORT_ANSWER, FakeLLMServer
 
 pytestmark = pytest.mark.timeout(120)
 

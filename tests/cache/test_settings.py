@@ -17,7 +17,7 @@ from promptpix.cache.settings import CacheSettings, S3Settings, SemanticSettings
 from promptpix.cache.spool import SpooledStore
 from promptpix.cache.sqlite import SQLiteDatabase
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t"  # in every bad value below: no message may repeat it
 
 

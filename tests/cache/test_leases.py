@@ -12,7 +12,7 @@ from pathlib import Path
 
 from promptpix.cache.leases import FileLeases
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEY, OTHER = "ab" * 32, "cd" * 32
 
 HOLDER = textwrap.dedent(

@@ -14,7 +14,7 @@ from promptpix.gateway.params import split_query
 from promptpix.gateway.signing import canonical, sign, verify
 
 VECTORS: list[dict[str, Any]] = json.loads(
-    (Path(__file__).parent / "vectors" / "signing.json").read_text("utf-8")
+    (Path(__file__).parents[1] / "vectors" / "signing.json").read_text("utf-8")
 )
 
 
