@@ -61,7 +61,7 @@ def _layer_norm(x: Matrix, gamma: Matrix, beta: Matrix, eps: float) -> Matrix:
     mean = x.mean(axis=-1, keepdims=True)
     centred = x - mean
     var = np.mean(centred * centred, axis=-1, keepdims=True)
-    return centred / np.sqrt(var + eps) * gamma + beta  # type: ignore[no-any-return]
+    return np.asarray(centred / np.sqrt(var + eps) * gamma + beta, dtype=np.float32)
 
 
 # Numerical Recipes' Chebyshev fit of erfc: erfc(z) = t * exp(-z^2 + P(t)), t = 1 / (1 + z/2).

@@ -166,10 +166,10 @@ def _settle(
 ) -> None:
     if future.done():  # the caller gave up (cancelled, timed out)
         return
-    if error is not None:
-        future.set_exception(error)
+    if error is None and result is not None:
+        future.set_result(result)
     else:
-        future.set_result(result)  # type: ignore[arg-type]
+        future.set_exception(error or ValueError("nothing to embed"))
 
 
 BATCH = 32  # jobs embedded in one forward pass at most
@@ -256,10 +256,8 @@ class EmbeddingService:
         except Exception as exc:
             error = exc
         for i, job in enumerate(jobs):
-            found = results.get(i)
-            failure = error or (None if found is not None else ValueError("nothing to embed"))
             with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
-                job.loop.call_soon_threadsafe(_settle, job.future, found, failure)
+                job.loop.call_soon_threadsafe(_settle, job.future, results.get(i), error)
 
     async def embed(self, text: str) -> Matrix:
         """The unit-length embedding of `text` (384 float32)."""
