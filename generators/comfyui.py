@@ -21,7 +21,7 @@ import httpx
 
 from .base import GeneratedImage, GenerationError, GenerationRequest, retry_after, sniff
 from .ratios import NATIVE_SIZES
-from .settings import ComfyUISettings
+from .settings import ComfyUISettings, read_workflow
 
 NUMBERS = ("width", "height", "seed", "steps")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -36,21 +36,7 @@ def default_workflow() -> dict[str, Any]:
 
 def load_workflow(path: str) -> dict[str, Any]:
     """The workflow file `PROMPTPIX_COMFYUI_WORKFLOW` names (empty: the packaged default)."""
-    if not path:
-        return default_workflow()
-    try:
-        with open(path, encoding="utf-8") as f:
-            workflow = json.load(f)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ValueError(
-            f"PROMPTPIX_COMFYUI_WORKFLOW: the file cannot be read ({reason})"
-        ) from None
-    except ValueError:
-        raise ValueError("PROMPTPIX_COMFYUI_WORKFLOW: the file is not JSON") from None
-    if not isinstance(workflow, dict):
-        raise ValueError("PROMPTPIX_COMFYUI_WORKFLOW: the file is not a JSON object")
-    return workflow
+    return read_workflow(path) if path else default_workflow()
 
 
 def fill(template: Any, values: Mapping[str, Any]) -> Any:

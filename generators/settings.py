@@ -10,6 +10,7 @@ reads the environment.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from types import UnionType
@@ -213,7 +214,27 @@ class GeneratorSettings(
         if "PROMPTPIX_VISION" in vision:
             wanted = str(vision["PROMPTPIX_VISION"]).lower()
             vision["PROMPTPIX_VISION"] = "off" if wanted in OFF else wanted
-        return _convert(values, cls)
+        settings = _convert(values, cls)
+        if "comfyui" in settings.generators and settings.comfyui.workflow:
+            read_workflow(settings.comfyui.workflow)  # a file it cannot use stops it here
+        return settings
+
+
+def read_workflow(path: str) -> dict[str, Any]:
+    """The API-format workflow in the file `PROMPTPIX_COMFYUI_WORKFLOW` names."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            workflow = json.load(f)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ValueError(
+            f"PROMPTPIX_COMFYUI_WORKFLOW: the file cannot be read ({reason})"
+        ) from None
+    except ValueError:
+        raise ValueError("PROMPTPIX_COMFYUI_WORKFLOW: the file is not JSON") from None
+    if not isinstance(workflow, dict):
+        raise ValueError("PROMPTPIX_COMFYUI_WORKFLOW: the file is not a JSON object")
+    return workflow
 
 
 def _chain_problem(s: GeneratorSettings) -> str:

@@ -129,7 +129,7 @@ def request(ratio: tuple[int, int], prompt: str = "a red fox") -> GenerationRequ
 
 
 async def test_the_result_says_the_ratio_the_image_was_made_at() -> None:
-    chain = Chain([LocalGenerator()])  # type: ignore[list-item]
+    chain = Chain([LocalGenerator()])
     OPEN.append(chain)
     for ratio in ((21, 9), (1, 1), (9, 16)):
         result = await chain.generate(request(ratio))
@@ -143,7 +143,7 @@ async def test_an_answer_over_the_pixel_budget_falls_to_the_next_generator() -> 
     # local draws 1344x768 for 16:9; the fake Gemini answers 168x96. Only the second fits.
     with FakeServer(gemini_ok) as server:
         gemini = GeminiGenerator(GeminiSettings(api_key="k", base_url=server.url))
-        chain = Chain([LocalGenerator(), gemini], max_pixels=20_000)  # type: ignore[list-item]
+        chain = Chain([LocalGenerator(), gemini], max_pixels=20_000)
         OPEN.append(chain)
         result = await chain.generate(request((16, 9)))
     assert result.attempted == ("local", "gemini") and result.fallback_used
@@ -156,7 +156,7 @@ async def test_an_answer_over_the_pixel_budget_falls_to_the_next_generator() -> 
 
 
 async def test_an_answer_that_is_not_an_image_fails_the_chain_when_none_is_left() -> None:
-    chain = Chain([LocalGenerator()], max_pixels=1000)  # type: ignore[list-item]
+    chain = Chain([LocalGenerator()], max_pixels=1000)
     OPEN.append(chain)
     with pytest.raises(AllGeneratorsFailed, match="answer is not a usable image") as failed:
         await chain.generate(request((1, 1)))

@@ -39,7 +39,7 @@ def request(ratio: tuple[int, int] = (16, 9)) -> GenerationRequest:
 
 def chain(server: FakeServer, limits: Limits = FAST) -> Chain:
     gen = ComfyUIGenerator(ComfyUISettings(url=server.url), poll_s=0.02, timeout_s=limits.timeout_s)
-    made = Chain([gen, LocalGenerator()], {"comfyui": limits})  # type: ignore[list-item]
+    made = Chain([gen, LocalGenerator()], {"comfyui": limits})
     OPEN.append(made)
     return made
 

@@ -212,7 +212,7 @@ async def test_unreachable_server_falls_to_local() -> None:
     url = server.url
     server.httpd.server_close()  # nothing listens there now
     gen = GeminiGenerator(settings(url))
-    c = Chain([gen, LocalGenerator()], {"gemini": Limits(retries=0)})  # type: ignore[list-item]
+    c = Chain([gen, LocalGenerator()], {"gemini": Limits(retries=0)})
     OPEN.append(c)
     result = await c.generate(request())
     assert result.image.generator == "local" and result.attempted == ("gemini", "local")

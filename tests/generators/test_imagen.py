@@ -42,7 +42,7 @@ def request(ratio: tuple[int, int] = (1, 1), prompt: str = "a red fox") -> Gener
 def chain(server: FakeServer, limits: Limits = FAST) -> Chain:
     settings = ImagenSettings(vertex_api_key="vertex-key", base_url=server.url)
     gen = ImagenGenerator(settings, timeout_s=limits.timeout_s)
-    made = Chain([gen, LocalGenerator()], {"imagen": limits})  # type: ignore[list-item]
+    made = Chain([gen, LocalGenerator()], {"imagen": limits})
     OPEN.append(made)
     return made
 

@@ -39,7 +39,7 @@ def chain(server: FakeServer, limits: Limits = FAST) -> Chain:
     gen = OpenAIGenerator(
         OpenAISettings(api_key="sk-test", base_url=server.url), timeout_s=limits.timeout_s
     )
-    made = Chain([gen, LocalGenerator()], {"openai": limits})  # type: ignore[list-item]
+    made = Chain([gen, LocalGenerator()], {"openai": limits})
     OPEN.append(made)
     return made
 

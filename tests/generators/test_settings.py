@@ -196,10 +196,20 @@ async def test_a_workflow_file_that_cannot_be_used_is_named(
     path = tmp_path / "secret-name.json"
     if content is not None:
         path.write_text(content)
+    env = {
+        "PROMPTPIX_GENERATORS": "comfyui",
+        "PROMPTPIX_COMFYUI_URL": "http://127.0.0.1:9",
+        "PROMPTPIX_COMFYUI_WORKFLOW": str(path),
+    }
+    with pytest.raises(ValueError, match=f"^PROMPTPIX_COMFYUI_WORKFLOW: .*{says}") as caught:
+        GeneratorSettings.from_env(env)
+    assert "secret-name" not in str(caught.value)
     settings = ComfyUISettings(url="http://127.0.0.1:9", workflow=str(path))
     with pytest.raises(ValueError, match=f"^PROMPTPIX_COMFYUI_WORKFLOW: .*{says}") as caught:
         ComfyUIGenerator(settings)
     assert "secret-name" not in str(caught.value)
+    del env["PROMPTPIX_GENERATORS"]  # a chain without comfyui does not read the file
+    assert GeneratorSettings.from_env(env).comfyui.workflow == str(path)
 
 
 @pytest.mark.anyio
