@@ -120,7 +120,8 @@ class Metrics:
         self._watcher: threading.Thread | None = None
         self._dir = ""
         if self.multiprocess:
-            self._dir = os.environ[MULTIPROC_DIR]
+            # prometheus_client reads either spelling; the CLI sets the first.
+            self._dir = os.environ.get(MULTIPROC_DIR) or os.environ.get(MULTIPROC_DIR.lower(), "")
             MultiProcessCollector(self.registry, path=self._dir)  # type: ignore[no-untyped-call]
 
     def watch(self, source: Callable[[], Mapping[str, float]], every_s: float = 1.0) -> None:
