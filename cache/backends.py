@@ -1,13 +1,16 @@
-"""Assembles the storage side from the settings: store (+ spool), database, index, leases."""
+"""Assembles the storage side from the settings: store (+ spool), database, index, leases,
+and the control plane's store."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from .control import ControlStore
 from .filestore import FileStore
 from .index import IndexWriter
 from .leases import FileLeases, Leases
+from .pgcontrol import PgControlStore
 from .pgindex import PgIndex
 from .pgleases import PgLeases
 from .postgres import Postgres
@@ -15,6 +18,7 @@ from .s3store import S3Store
 from .settings import CacheSettings
 from .spool import SpooledStore
 from .sqlite import SQLiteDatabase
+from .sqlitecontrol import SQLiteControlStore
 from .sqliteindex import SQLiteIndex
 from .store import Store
 from .storeurl import split_s3_url
@@ -31,6 +35,8 @@ class Backends:
     index: IndexWriter
     leases: Leases
     spool: SpooledStore | None
+    # Projects, keys, secrets and the counters of their limits, in the same database.
+    control: ControlStore
     # Whether a read asks the index first: with a remote store (a request each time) and a
     # database index (one query for many reads at once).
     lookup_index: bool = False
@@ -42,6 +48,7 @@ class Backends:
 
     async def close(self) -> None:
         await self.index.close()
+        await self.control.close()
         await self.store.close()
         if isinstance(self.leases, PgLeases):
             await self.leases.close()
@@ -80,7 +87,11 @@ def build_backends(settings: CacheSettings) -> Backends:
         rows = PgIndex(database)
         index = IndexWriter(rows, lookup=rows.has_original)
         leases: Leases = PgLeases(database)
-        return Backends(store, database, index, leases, spool, lookup_index=spool is not None)
+        control: ControlStore = PgControlStore(database)
+        return Backends(
+            store, database, index, leases, spool, control, lookup_index=spool is not None
+        )
     embedded = SQLiteDatabase(local_root / EMBEDDED_DATABASE)
     index = IndexWriter(SQLiteIndex(embedded))
-    return Backends(store, embedded, index, FileLeases(local_root), spool)
+    control = SQLiteControlStore(embedded)
+    return Backends(store, embedded, index, FileLeases(local_root), spool, control)

@@ -86,6 +86,117 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     """,
     ),
+    # The control plane: projects, their signing secrets and API keys, one version counter
+    # that every write to them raises (a secret's or key's `seq` is the version that made
+    # it: the order they were made in), and the counters of quotas, budgets and rate limits
+    # (USD as whole micro-dollars: sums stay exact).
+    Migration(
+        2,
+        postgres="""
+    CREATE TABLE control_version (
+        id integer PRIMARY KEY CHECK (id = 1),
+        version bigint NOT NULL
+    );
+    INSERT INTO control_version (id, version) VALUES (1, 1);
+    CREATE TABLE projects (
+        slug text PRIMARY KEY,
+        name text NOT NULL,
+        style text NOT NULL,
+        system_prompt text NOT NULL,
+        signing text NOT NULL,
+        quota bigint,
+        rate_limit integer,
+        budget_micro_usd bigint,
+        generators text,
+        enhance boolean NOT NULL,
+        semantic_reuse boolean NOT NULL,
+        on_failure text NOT NULL,
+        style_version integer NOT NULL,
+        created_at bigint NOT NULL,
+        updated_at bigint NOT NULL
+    );
+    CREATE TABLE signing_secrets (
+        id text PRIMARY KEY,
+        project text NOT NULL REFERENCES projects (slug) ON DELETE CASCADE,
+        secret text NOT NULL,
+        created_at bigint NOT NULL,
+        seq bigint NOT NULL
+    );
+    CREATE INDEX signing_secrets_project ON signing_secrets (project);
+    CREATE TABLE api_keys (
+        id text PRIMARY KEY,
+        project text NOT NULL REFERENCES projects (slug) ON DELETE CASCADE,
+        name text NOT NULL,
+        scopes text NOT NULL,
+        hash bytea NOT NULL,
+        created_at bigint NOT NULL,
+        revoked_at bigint,
+        seq bigint NOT NULL
+    );
+    CREATE INDEX api_keys_project ON api_keys (project);
+    CREATE TABLE usage_periods (
+        project text NOT NULL,
+        period text NOT NULL,
+        generations bigint NOT NULL,
+        micro_usd bigint NOT NULL,
+        PRIMARY KEY (project, period)
+    );
+    CREATE TABLE usage_generators (
+        project text NOT NULL,
+        period text NOT NULL,
+        generator text NOT NULL,
+        generations bigint NOT NULL,
+        micro_usd bigint NOT NULL,
+        PRIMARY KEY (project, period, generator)
+    );
+    CREATE TABLE rate_hits (
+        project text NOT NULL,
+        client text NOT NULL,
+        minute bigint NOT NULL,
+        hits integer NOT NULL,
+        PRIMARY KEY (project, client, minute)
+    );
+    CREATE INDEX rate_hits_minute ON rate_hits (minute);
+    """,
+        sqlite="""
+    CREATE TABLE control_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL
+    );
+    INSERT INTO control_version (id, version) VALUES (1, 1);
+    CREATE TABLE projects (
+        slug TEXT PRIMARY KEY, name TEXT NOT NULL, style TEXT NOT NULL,
+        system_prompt TEXT NOT NULL, signing TEXT NOT NULL, quota INTEGER, rate_limit INTEGER,
+        budget_micro_usd INTEGER, generators TEXT, enhance INTEGER NOT NULL,
+        semantic_reuse INTEGER NOT NULL, on_failure TEXT NOT NULL, style_version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE signing_secrets (
+        id TEXT PRIMARY KEY, project TEXT NOT NULL REFERENCES projects (slug) ON DELETE CASCADE,
+        secret TEXT NOT NULL, created_at INTEGER NOT NULL, seq INTEGER NOT NULL
+    );
+    CREATE INDEX signing_secrets_project ON signing_secrets (project);
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY, project TEXT NOT NULL REFERENCES projects (slug) ON DELETE CASCADE,
+        name TEXT NOT NULL, scopes TEXT NOT NULL, hash BLOB NOT NULL,
+        created_at INTEGER NOT NULL, revoked_at INTEGER, seq INTEGER NOT NULL
+    );
+    CREATE INDEX api_keys_project ON api_keys (project);
+    CREATE TABLE usage_periods (
+        project TEXT NOT NULL, period TEXT NOT NULL, generations INTEGER NOT NULL,
+        micro_usd INTEGER NOT NULL, PRIMARY KEY (project, period)
+    );
+    CREATE TABLE usage_generators (
+        project TEXT NOT NULL, period TEXT NOT NULL, generator TEXT NOT NULL,
+        generations INTEGER NOT NULL, micro_usd INTEGER NOT NULL,
+        PRIMARY KEY (project, period, generator)
+    );
+    CREATE TABLE rate_hits (
+        project TEXT NOT NULL, client TEXT NOT NULL, minute INTEGER NOT NULL,
+        hits INTEGER NOT NULL, PRIMARY KEY (project, client, minute)
+    );
+    CREATE INDEX rate_hits_minute ON rate_hits (minute);
+    """,
+    ),
 )
 
 
