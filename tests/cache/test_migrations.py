@@ -29,8 +29,10 @@ pytestmark = pytest.mark.timeout(120)
 PAUSE_S = 0.3
 # A second version that takes a while and leaves one row each time it runs: run twice, it
 # leaves two rows (or fails on its CREATE TABLE).
+HERE = [m.version for m in MIGRATIONS]  # the versions the schema has now: 1, 2, ...
+NEXT = len(MIGRATIONS) + 1
 SLOW = Migration(
-    2,
+    NEXT,
     postgres=f"CREATE TABLE applied (n integer); SELECT pg_sleep({PAUSE_S}); "
     "INSERT INTO applied VALUES (2);",
     sqlite="CREATE TABLE applied (n INTEGER); INSERT INTO applied (n) SELECT 2 + pause();",
@@ -57,9 +59,9 @@ async def fresh_db(postgres: PostgreSQL) -> str:
 
 def test_the_list_runs_1_2_3() -> None:
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-    assert [m.version for m in pending({1}, TWO)] == [2]
-    assert pending({1, 2}, TWO) == []
-    gap = Migration(3, postgres="", sqlite="")
+    assert [m.version for m in pending({1}, TWO)] == [*HERE[1:], NEXT]
+    assert pending({*HERE, NEXT}, TWO) == []
+    gap = Migration(NEXT + 1, postgres="", sqlite="")
     with pytest.raises(ValueError, match="1, 2, 3"):
         pending(set(), (*MIGRATIONS, gap))
 
@@ -76,7 +78,7 @@ def test_postgres_replicas_migrating_at_once_apply_each_version_once(
         conn = await asyncpg.connect(dsn)
         try:
             versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")]
-            assert sorted(versions) == [1, 2]
+            assert sorted(versions) == [*HERE, NEXT]
             assert await conn.fetchval("SELECT count(*) FROM applied") == 1
         finally:
             await conn.close()
@@ -122,7 +124,7 @@ def test_sqlite_workers_migrating_at_once_apply_each_version_once(tmp_path: Path
         t.join(30)
     assert errors == []
     with contextlib.closing(sqlite3.connect(path)) as db:
-        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations")] == [1, 2]
+        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations")] == [*HERE, NEXT]
         assert db.execute("SELECT count(*) FROM applied").fetchone()[0] == 1
 
 
@@ -149,15 +151,15 @@ def test_an_embedded_index_made_before_versions_upgrades_in_place(tmp_path: Path
 
     assert asyncio.run(run()) == (2, 0)
     with contextlib.closing(sqlite3.connect(path)) as db:
-        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations")] == [1]
+        assert [r[0] for r in db.execute("SELECT version FROM schema_migrations")] == HERE
 
 
 def test_a_failing_sqlite_version_leaves_the_earlier_ones_and_nothing_of_itself(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "db.sqlite3"
-    broken = Migration(2, postgres="", sqlite="CREATE TABLE half (n INTEGER); NOT SQL;")
-    fixed = Migration(2, postgres="", sqlite="CREATE TABLE half (n INTEGER);")
+    broken = Migration(NEXT, postgres="", sqlite="CREATE TABLE half (n INTEGER); NOT SQL;")
+    fixed = Migration(NEXT, postgres="", sqlite="CREATE TABLE half (n INTEGER);")
 
     def state() -> tuple[list[int], bool]:
         with contextlib.closing(sqlite3.connect(path)) as db:
@@ -174,9 +176,9 @@ def test_a_failing_sqlite_version_leaves_the_earlier_ones_and_nothing_of_itself(
 
     with pytest.raises(sqlite3.OperationalError):
         asyncio.run(start((*MIGRATIONS, broken)))
-    assert state() == ([1], False)
+    assert state() == (HERE, False)
     asyncio.run(start((*MIGRATIONS, fixed)))
-    assert state() == ([1, 2], True)
+    assert state() == ([*HERE, NEXT], True)
 
 
 def test_sqlite_statements_split_where_a_statement_ends() -> None:
