@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,9 @@ class ChainResult:
     attempted: tuple[str, ...]
     timings: dict[str, float]  # ms spent with each generator tried
     ratio: tuple[int, int]  # the generator's own ratio, nearest the request's, it was made at
+    # The answer is a placeholder's (the offline `local`) standing in for the generators
+    # before it, which failed: not the image the URL asks for, only something to show.
+    stand_in: bool = False
 
     @property
     def fallback_used(self) -> bool:
@@ -138,12 +141,41 @@ class Chain:
                 except Exception as exc:  # closing is best effort
                     log.debug("closing %s: %s", slot.id, exc)
 
-    async def generate(self, request: GenerationRequest, only: str = "") -> ChainResult:
+    def candidates(self, only: str = "", among: Sequence[str] | None = None) -> list[str]:
+        """The ids a request may be answered by, in the order they are tried: the chain's,
+        or `among`'s (a project's subset of it); `only` pins one of them."""
+        known = set(self.ids)
+        order = self.ids if among is None else [g for g in among if g in known]
+        return [g for g in order if not only or g == only]
+
+    def price(self, generator_id: str) -> float:
+        """What one image of `generator_id` costs, in USD."""
+        for slot in self.slots:
+            if slot.id == generator_id:
+                return slot.limits.usd_per_image
+        return 0.0
+
+    def is_placeholder(self, generator_id: str) -> bool:
+        return any(s.id == generator_id and _placeholder(s.generator) for s in self.slots)
+
+    async def generate(
+        self,
+        request: GenerationRequest,
+        only: str = "",
+        among: Sequence[str] | None = None,
+        *,
+        stand_in: bool = True,
+    ) -> ChainResult:
+        """The first usable answer of the candidates. Without `stand_in`, a placeholder
+        generator behind others is not asked: their failure is the answer."""
         attempted: list[str] = []
         errors: list[str] = []
         timings: dict[str, float] = {}
         refused: Refused | None = None
-        slots = [s for s in self.slots if not only or s.id == only]
+        by_id = {s.id: s for s in self.slots}
+        slots = [by_id[g] for g in self.candidates(only, among)]
+        if not stand_in:
+            slots = [s for i, s in enumerate(slots) if i == 0 or not _placeholder(s.generator)]
         if not slots:
             raise AllGeneratorsFailed([], [f"no generator named {only!r} in the chain"])
         for slot in slots:
@@ -169,7 +201,8 @@ class Chain:
                 log.warning("generator %s failed: %s", slot.id, exc)
                 continue
             timings[slot.id] = _ms_since(started)
-            return ChainResult(image, tuple(attempted), timings, own_ratio)
+            behind = slot is not slots[0] and _placeholder(slot.generator)
+            return ChainResult(image, tuple(attempted), timings, own_ratio, behind)
         if refused is not None:  # a refusal says more than the failures that followed it
             raise refused
         raise AllGeneratorsFailed(attempted, errors)
@@ -264,3 +297,8 @@ def backoff(lim: Limits, attempt: int, retry_after: float | None) -> float:
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _placeholder(generator: Generator) -> bool:
+    """A generator that only draws placeholders (`local`): real only when it comes first."""
+    return bool(getattr(generator, "placeholder", False))

@@ -24,13 +24,16 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     breaker_failures: Count = 5  # consecutive failures that open the circuit (0: never)
     breaker_cooldown_s: Seconds = 30.0  # open -> half-open
     max_queue: Count = 1000  # callers waiting for a slot; past that, the next generator
+    usd_per_image: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.0  # what one image costs
 
 
-# Defaults that fit each provider's usual quotas; the environment overrides them.
+# Defaults that fit each provider's usual quotas, and their published prices per image
+# (gemini-2.5-flash-image $0.039; Imagen 4 $0.04; gpt-image-1 at medium quality, 1024 px,
+# $0.042; a ComfyUI server of one's own, nothing); the environment overrides them.
 DEFAULT_LIMITS: dict[str, Limits] = {
-    "gemini": Limits(concurrency=4, rpm=60),
-    "imagen": Limits(concurrency=4, rpm=60),
-    "openai": Limits(concurrency=4, rpm=30, timeout_s=180.0),
+    "gemini": Limits(concurrency=4, rpm=60, usd_per_image=0.039),
+    "imagen": Limits(concurrency=4, rpm=60, usd_per_image=0.04),
+    "openai": Limits(concurrency=4, rpm=30, timeout_s=180.0, usd_per_image=0.042),
     "comfyui": Limits(concurrency=1, rpm=0, timeout_s=300.0, retries=1),
     # `local` is not a provider: no queue, no timeout, no breaker unless configured.
     "local": Limits(

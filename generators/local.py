@@ -81,6 +81,7 @@ class LocalGenerator:
 
     id = "local"
     model = "local-placeholder-1"
+    placeholder = True  # behind a paid generator it only stands in for one that failed
 
     def __init__(self, latency_ms: int = 0) -> None:
         self.latency_s = max(0, latency_ms) / 1000
