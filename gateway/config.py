@@ -20,6 +20,8 @@ from promptpix.cache.settings import CacheSettings
 from promptpix.generators.settings import GeneratorSettings
 from promptpix.transforms.settings import TransformSettings
 
+from .clients import Network, parse_networks
+
 DEFAULT_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -34,6 +36,10 @@ SERVER_ENV = {
     "generation_timeout_s": "PROMPTPIX_GENERATION_TIMEOUT_S",
     "max_dimension": "PROMPTPIX_MAX_DIMENSION",
     "default_format": "PROMPTPIX_DEFAULT_FORMAT",
+    "fallback_cache_control": "PROMPTPIX_FALLBACK_CACHE_CONTROL",
+    "admin_token": "PROMPTPIX_ADMIN_TOKEN",
+    "trusted_proxies": "PROMPTPIX_TRUSTED_PROXIES",
+    "public_url": "PROMPTPIX_PUBLIC_URL",
 }
 
 
@@ -49,6 +55,30 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, rename=SERVER_EN
     generation_timeout_s: Seconds = 60.0  # how long a request waits for a generation
     max_dimension: Dimension = 4096  # largest `w`/`h`, and output side after `dpr`
     default_format: Literal["webp", "avif", "jpeg", "png"] = "webp"
+    # The offline stand-in's answers, for generators that failed: kept a minute, not a year.
+    fallback_cache_control: str = "public, max-age=60"
+    admin_token: str = ""  # manages projects and keys over the API; empty: the CLI only
+    trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
+    public_url: str = ""  # how pages reach the gateway (URLs it writes); "": the request's
+
+    def __post_init__(self) -> None:
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError:
+            raise ValueError(
+                "PROMPTPIX_TRUSTED_PROXIES: must be IP addresses or CIDRs, comma-separated"
+            ) from None
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError("PROMPTPIX_PUBLIC_URL: must be an http:// or https:// URL")
+        if self.admin_token and len(self.admin_token) < 16:
+            raise ValueError("PROMPTPIX_ADMIN_TOKEN: must be 16 characters or more")
+
+    @property
+    def proxies(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
+
+    def __repr__(self) -> str:
+        return f"ServerSettings(host={self.host!r}, port={self.port}, admin_token=<hidden>)"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:

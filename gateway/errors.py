@@ -38,12 +38,55 @@ class BadParameter(GatewayError):
     code = "invalid_parameter"
 
 
+class InvalidBody(BadParameter):
+    code = "invalid_body"
+
+
+class UnknownField(BadParameter):
+    code = "unknown_field"
+
+
+class BodyTooLarge(GatewayError):
+    status = 413
+    code = "body_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class UnknownParameter(BadParameter):
     code = "unknown_parameter"
 
 
 class PromptTooLong(BadParameter):
     code = "prompt_too_long"
+
+
+class Unauthorized(GatewayError):
+    """No key, or one nobody knows (SPEC §2)."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"www-authenticate": 'Bearer realm="promptpix"'})
+
+
+class Forbidden(GatewayError):
+    """A key of another project or without the scope, or no admin token (SPEC §2)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class SignatureRequired(Forbidden):
+    code = "signature_required"
+
+
+class SignatureInvalid(Forbidden):
+    code = "signature_invalid"
 
 
 class NotFound(GatewayError):
@@ -61,6 +104,11 @@ class MethodNotAllowed(GatewayError):
 
     def __init__(self, message: str, *, allow: str = "GET, HEAD, OPTIONS") -> None:
         super().__init__(message, headers={"allow": allow})  # the methods the route answers
+
+
+class Conflict(GatewayError):
+    status = 409
+    code = "conflict"
 
 
 class ContentRefused(GatewayError):
@@ -83,6 +131,36 @@ class Busy(GatewayError):
     code = "busy"
 
 
+class TooMany(GatewayError):
+    """429 with `Retry-After` and the IETF httpapi draft's `RateLimit-Policy`/`RateLimit`."""
+
+    status = 429
+
+    def __init__(
+        self, message: str, *, retry_after: int, policy: str, quota: int, window_s: int, left: int
+    ) -> None:
+        super().__init__(
+            message,
+            retry_after=max(1, retry_after),
+            headers={
+                "ratelimit-policy": f'"{policy}";q={quota};w={window_s}',
+                "ratelimit": f'"{policy}";r={left};t={max(1, retry_after)}',
+            },
+        )
+
+
+class QuotaExceeded(TooMany):
+    code = "quota_exceeded"
+
+
+class BudgetExceeded(TooMany):
+    code = "budget_exceeded"
+
+
+class RateLimited(TooMany):
+    code = "rate_limited"
+
+
 class GeneratorsFailed(GatewayError):
     status = 503
     code = "generators_failed"
@@ -91,6 +169,14 @@ class GeneratorsFailed(GatewayError):
 class StoreDown(GatewayError):
     status = 503
     code = "store_unavailable"
+
+
+class DatabaseDown(GatewayError):
+    """The database of projects, keys and counters cannot be reached: nothing that needs it
+    is done (a generation that must be counted is not started), and it is said so."""
+
+    status = 503
+    code = "database_unavailable"
 
 
 class GenerationTimeout(GatewayError):

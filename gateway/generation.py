@@ -3,6 +3,7 @@ analysis, on the bounded transform pool. Nothing here stores anything."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -24,8 +25,22 @@ from promptpix.transforms.executor import TransformPool
 from .metrics import Metrics
 from .params import GenerationParams
 from .records import generation_row, original_meta
+from .spending import Charge
 
 log = logging.getLogger("promptpix.generation")
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What a project allows the generation of a request's original."""
+
+    charge: Charge | None = None  # counted against its limits (None: not counted)
+    among: tuple[str, ...] | None = None  # its generators, in order (None: the whole chain)
+    stand_in: bool = True  # the offline placeholder may answer for generators that failed
+    system_prompt: str = ""  # the project's, put before every prompt it sends
+
+
+FREE = Terms()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +48,7 @@ class NewOriginal:
     data: bytes  # at the key's ratio
     meta: dict[str, Any]
     analysed: Analysed
+    stand_in: bool  # the offline placeholder answered for failed generators: not stored
 
 
 class Generation:
@@ -55,8 +71,11 @@ class Generation:
         self.llm = llm  # prompt compaction and enhancement; None: deterministic
         self.vision = vision
 
+    def candidates(self, gen: GenerationParams, terms: Terms) -> list[str]:
+        return self.chain.candidates(gen.model, terms.among)
+
     async def generate(
-        self, gen: GenerationParams, key: str, timings: dict[str, float]
+        self, gen: GenerationParams, key: str, timings: dict[str, float], terms: Terms = FREE
     ) -> NewOriginal:
         started = time.perf_counter()
         prompt = await prepare(
@@ -64,9 +83,11 @@ class Generation:
             style=gen.style,
             negative=gen.neg,
             enhance=gen.enhance,
-            takes_negative=self._takes_negative(gen.model),
+            takes_negative=self._takes_negative(self.candidates(gen, terms)),
             llm=self.llm,
         )
+        if terms.system_prompt:
+            prompt = dataclasses.replace(prompt, sent=f"{terms.system_prompt}\n\n{prompt.sent}")
         stage(self.metrics, timings, "prompt", started)
         request = GenerationRequest(
             key=key,
@@ -79,7 +100,9 @@ class Generation:
         )
         started = time.perf_counter()
         try:
-            result = await self.chain.generate(request, only=gen.model)
+            result = await self.chain.generate(
+                request, only=gen.model, among=terms.among, stand_in=terms.stand_in
+            )
         except Exception as exc:
             outcome = "refused" if isinstance(exc, Refused) else "failure"
             attempted = exc.attempted if isinstance(exc, AllGeneratorsFailed) else []
@@ -117,7 +140,8 @@ class Generation:
             reason = f"{image.generator}: the answer could not be decoded ({exc})"
             self._failed(key, gen, "failure", list(result.attempted), reason)
             raise AllGeneratorsFailed(list(result.attempted), [reason]) from exc
-        self.metrics.generations.inc(image.generator, "success")
+        outcome = "placeholder" if result.stand_in else "success"
+        self.metrics.generations.inc(image.generator, outcome)
         vision = await self._vision(data, content_type, timings)
         focal = analysed.focal
         if vision is not None and vision.focal is not None:
@@ -135,7 +159,7 @@ class Generation:
             vision=vision,
             generated_ms=generated_ms,
         )
-        return NewOriginal(data, meta, analysed)
+        return NewOriginal(data, meta, analysed, result.stand_in)
 
     def _failed(
         self, key: str, gen: GenerationParams, outcome: str, attempted: list[str], error: str
@@ -143,9 +167,9 @@ class Generation:
         self.metrics.generations.inc(gen.model or "chain", outcome)
         self.index.add(generation_row(key, gen.project, "", outcome, attempted, {}, error[:500]))
 
-    def _takes_negative(self, only: str) -> bool:
+    def _takes_negative(self, ids: list[str]) -> bool:
         """Whether every generator that may answer takes a negative prompt of its own."""
-        candidates = [g for g in self.chain.generators if not only or g.id == only]
+        candidates = [g for g in self.chain.generators if g.id in ids]
         return bool(candidates) and all(getattr(g, "takes_negative", False) for g in candidates)
 
     async def _vision(

@@ -12,6 +12,7 @@ from promptpix.cache.backends import Backends
 from promptpix.generators.chain import Chain
 from promptpix.transforms.executor import TransformPool
 
+from .api.routing import Call, Operation
 from .images import Images
 from .metrics import CONTENT_TYPE, Metrics
 
@@ -88,6 +89,19 @@ class Health:
             headers={"cache-control": "no-store"},
         )
 
-    async def providers(self, request: Request) -> Response:
-        """`GET /v1/providers`: the chain, each generator's state, counts and latency."""
-        return json_response(self.chain.describe(), headers={"access-control-allow-origin": "*"})
+    def providers_operation(self, *, public: bool) -> Operation:
+        """`GET /v1/providers`: the chain, each generator's state, counts and latency; open
+        to anyone while the public demo project is, else to a key or the admin token."""
+
+        async def providers(call: Call) -> Any:
+            return self.chain.describe()
+
+        return Operation(
+            "GET",
+            "/v1/providers",
+            providers,
+            "The generator chain, each generator's circuit, calls, failures and latency",
+            auth="public" if public else "admin_or_key",
+            errors=() if public else (401, 403),
+            tags=("service",),
+        )

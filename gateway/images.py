@@ -4,18 +4,21 @@ finishing (and storing) even when the request that started it goes away."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from promptpix.cache.index import IndexWriter
 from promptpix.cache.singleflight import SingleFlight
 from promptpix.generators.base import AllGeneratorsFailed
 from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.params import TransformParams
 
+from .generation import FREE, Terms
 from .originals import Originals
 from .params import GenerationParams
 from .records import variant_row
 from .rendering import Renderer
 from .reuse import Reuse
-from .tiers import HIT, Tiers, Variant
+from .tiers import HIT, PLACEHOLDER, Tiers, Variant
 
 
 class Images:
@@ -53,21 +56,28 @@ class Images:
         variant_key: str,
         *,
         reuse: bool = False,
+        terms: Terms = FREE,
     ) -> tuple[Variant, str]:
-        """The variant and its cache status (HIT, TRANSFORM, MISS or SIMILAR). With `reuse`
-        (the project opted in), a near-identical stored image is served before generating."""
+        """The variant and its cache status (HIT, TRANSFORM, MISS, SIMILAR or PLACEHOLDER).
+        With `reuse` (the project opted in), a near-identical stored image is served before
+        generating; `terms` say what a generation may cost, and who may make it."""
         found = self.tiers.variants.get(variant_key)
         if found is not None:
             return found, HIT
         variant, _ = await self.flight.do(
             variant_key,
-            lambda: self._resolve(gen, transform, variant_key, reuse),
+            lambda: self._resolve(gen, transform, variant_key, reuse, terms),
             timeout=self.generation_timeout_s,
         )
         return variant, variant.status
 
     async def _resolve(
-        self, gen: GenerationParams, transform: TransformParams, variant_key: str, reuse: bool
+        self,
+        gen: GenerationParams,
+        transform: TransformParams,
+        variant_key: str,
+        reuse: bool,
+        terms: Terms,
     ) -> Variant:
         """Run once per variant key, however many requests wait for it."""
         if reuse and self.reuse is not None:
@@ -75,7 +85,7 @@ class Images:
             if reused is not None:
                 return reused
         try:
-            return await self._make(gen, transform, variant_key)
+            return await self._make(gen, transform, variant_key, terms)
         except AllGeneratorsFailed:
             similar = await self.reuse.after_failure(gen, transform) if self.reuse else None
             if similar is None:
@@ -83,11 +93,14 @@ class Images:
             return similar
 
     async def _make(
-        self, gen: GenerationParams, transform: TransformParams, variant_key: str
+        self, gen: GenerationParams, transform: TransformParams, variant_key: str, terms: Terms
     ) -> Variant:
         timings: dict[str, float] = {}
-        original, status = await self.originals.get(gen, timings)
+        original, status = await self.originals.get(gen, timings, terms)
         variant = await self.renderer.render(original, transform, variant_key, status, timings)
+        if status == PLACEHOLDER:  # kept nowhere: the next request tries the generators again
+            # Its own ETag: a client that kept it must never be told the real image is it.
+            return dataclasses.replace(variant, key=f"{variant_key}-placeholder")
         self.tiers.variants.put(variant_key, variant)
         size = (variant.width, variant.height)
         n = len(variant.data)

@@ -7,30 +7,28 @@ look-up after admission, not a parse.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from promptpix.cache.control import Project
 from promptpix.transforms.formats import negotiate
 
 from . import errors as err
 from .admission import Admission
-from .failures import map_error
+from .failures import answer_for
 from .images import Images
 from .metrics import Metrics
-from .params import ImageRequest, ParseRules, parse
-from .projects import Project
+from .params import ImageRequest, ParseRules, parse_fields, split_query
 from .responses import COMMON, EXPOSE, TIMING_ALLOW, Headers, etag_matches, send, send_error
 from .responses import server_timing as timing_header
-from .tiers import HIT, SIMILAR, Variant
+from .tiers import HIT, PLACEHOLDER, SIMILAR, Variant
 from .types import Receive, Scope, Send
-
-log = logging.getLogger("promptpix.live")
 
 ROUTE = "/i"
 PREFIX = ROUTE + "/"
 REMEMBERED_URLS = 50_000
+STAND_INS = frozenset({SIMILAR, PLACEHOLDER})  # answers kept for minutes, asked for again
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +51,7 @@ class LiveImages:
         *,
         cache_control: str,
         similar_cache_control: str = "public, max-age=300",
+        fallback_cache_control: str = "public, max-age=60",
     ) -> None:
         self.images = images
         self.admission = admission
@@ -62,6 +61,7 @@ class LiveImages:
         self.cache_control = cache_control.encode()
         # A stand-in for an image that could not be made is kept for minutes, not a year.
         self.similar_cache_control = similar_cache_control.encode()
+        self.fallback_cache_control = fallback_cache_control.encode()
         self._header_cache: dict[tuple[str, bool], Headers] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send_: Send) -> None:
@@ -84,7 +84,7 @@ class LiveImages:
             slug = path[len(PREFIX) :]
             if not slug:
                 raise err.UnknownProject("no project named ''")
-            project = await self.admission.live(slug)
+            project, signed = await self.admission.live(slug, path, query)
         except Exception as exc:
             await self._fail(send_, exc, head)
             return
@@ -104,19 +104,22 @@ class LiveImages:
                 return
 
         try:
-            request = parse(query, project, self.rules, accept.decode("latin-1"))
+            fields = signed if signed is not None else split_query(query)
+            request = parse_fields(fields, project, self.rules, accept.decode("latin-1"))
             vkey = request.variant_key
             parsed_ms = (time.perf_counter() - started) * 1000
             if if_none_match and etag_matches(if_none_match, b'"' + vkey.encode() + b'"'):
                 await self._not_modified(send_, vkey, request.negotiated)
                 return
+            peer = scope.get("client") or ("", 0)
+            terms = self.admission.terms(project, str(peer[0]), scope["headers"])
             variant, status = await self.images.variant(
-                request.gen, request.transform, vkey, reuse=project.semantic_reuse
+                request.gen, request.transform, vkey, reuse=project.semantic_reuse, terms=terms
             )
         except Exception as exc:  # every failure leaves as a JSON answer, never a bare 500
             await self._fail(send_, exc, head)
             return
-        if status != SIMILAR:  # the URL's own image is still to be made: ask again next time
+        if status not in STAND_INS:  # the URL's own image is still to be made: ask again
             self._remember(path, query, project, vkey, request)
         stages = [("parse", parsed_ms)]
         if status != HIT:
@@ -165,14 +168,16 @@ class LiveImages:
         started: float,
         stages: Iterable[tuple[str, float]],
     ) -> None:
-        similar = status == SIMILAR
+        stand_in = status in STAND_INS
         etag = b'"' + variant.key.encode() + b'"'
-        if not similar and if_none_match and etag_matches(if_none_match, etag):
+        if not stand_in and if_none_match and etag_matches(if_none_match, etag):
             await self._not_modified(send_, variant.key, negotiated)
             return
-        if similar:
+        if status == SIMILAR:
             base = self._headers(variant, negotiated, self.similar_cache_control)
             base.append((b"x-semantic-similarity", f"{variant.similarity or 0:.4f}".encode()))
+        elif status == PLACEHOLDER:
+            base = self._headers(variant, negotiated, self.fallback_cache_control)
         else:
             key = (variant.key, negotiated)
             cached = self._header_cache.get(key)
@@ -218,8 +223,6 @@ class LiveImages:
         await self._fail(send_, err.MethodNotAllowed(f"{method} is not allowed here"), False)
 
     async def _fail(self, send_: Send, exc: BaseException, head: bool) -> None:
-        mapped = map_error(exc)
-        if mapped.status >= 500 and not isinstance(exc, err.GatewayError):
-            log.error("request failed: %r", exc, exc_info=exc)
+        mapped = answer_for(exc)
         await send_error(send_, mapped, head=head)
         self.metrics.requests.inc(ROUTE, str(mapped.status), "")

@@ -112,6 +112,24 @@ class Metrics:
         self.store_errors = Counter(
             "promptpix_store_errors_total", "Object store operations that failed.", ("op",), own
         )
+        self.cost_usd = Counter(
+            "promptpix_generation_cost_usd_total",
+            "Estimated spend on generations, in USD, by project and generator.",
+            ("project", "generator"),
+            own,
+        )
+        self.quota_used = Counter(
+            "promptpix_quota_generations_total",
+            "Generations counted against their project's quota.",
+            ("project",),
+            own,
+        )
+        self.refusals = Counter(
+            "promptpix_refusals_total",
+            "Requests refused before anything was generated, by code and project.",
+            ("code", "project"),
+            own,
+        )
         # A worker's gauges count while it lives: `livesum` adds up the live workers' values.
         self.gauges = {
             name: Gauge(name, help_text, registry=own, multiprocess_mode="livesum")

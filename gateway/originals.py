@@ -17,11 +17,11 @@ from promptpix.cache.singleflight import SingleFlight
 from promptpix.cache.store import Store, StoredOriginal, StoreUnavailable
 from promptpix.transforms.source import header
 
-from .generation import Generation, NewOriginal, stage
+from .generation import FREE, Generation, NewOriginal, Terms, stage
 from .metrics import Metrics
 from .params import GenerationParams
 from .records import generation_row
-from .tiers import MISS, TRANSFORM, Original, Tiers
+from .tiers import MISS, PLACEHOLDER, TRANSFORM, Original, Tiers
 
 log = logging.getLogger("promptpix.originals")
 
@@ -58,17 +58,22 @@ class Originals:
         self.flight: SingleFlight[tuple[Original, str]] = SingleFlight()
         self._storing: set[asyncio.Future[None]] = set()
 
-    async def get(self, gen: GenerationParams, timings: dict[str, float]) -> tuple[Original, str]:
-        """The original and how it was found: TRANSFORM (stored) or MISS (generated now)."""
+    async def get(
+        self, gen: GenerationParams, timings: dict[str, float], terms: Terms = FREE
+    ) -> tuple[Original, str]:
+        """The original and how it was found: TRANSFORM (stored), MISS (generated now) or
+        PLACEHOLDER (the offline stand-in, for generators that failed: kept nowhere)."""
         key = gen.key
         hot = self.tiers.originals.get(key)
         if hot is not None:
             return hot, TRANSFORM
-        found, _ = await self.flight.do(key, lambda: self._load_or_generate(gen, key, timings))
+        found, _ = await self.flight.do(
+            key, lambda: self._load_or_generate(gen, key, timings, terms)
+        )
         return found
 
     async def _load_or_generate(
-        self, gen: GenerationParams, key: str, timings: dict[str, float]
+        self, gen: GenerationParams, key: str, timings: dict[str, float], terms: Terms
     ) -> tuple[Original, str]:
         started = time.perf_counter()
         stored = None
@@ -102,7 +107,9 @@ class Originals:
             stored = await self.read(key)  # stored between our read and our lease?
             if stored is not None:
                 return self.from_store(stored, gen.ratio), TRANSFORM
-            new = await self.generation.generate(gen, key, timings)
+            new = await self._generate(gen, key, timings, terms)
+            if new.stand_in:  # not the URL's image: not stored, asked for again next time
+                return self._original(gen, key, new, None), PLACEHOLDER
             original = self._begin_store(gen, key, new, timings, lease.release)
             handed_over = True
         finally:
@@ -110,9 +117,50 @@ class Originals:
                 await lease.release()
         analysed = new.analysed
         # The variant asked for may start from the pixels the analysis decoded.
+
         self.tiers.pixels.put(Tiers.pixels_name(key, analysed.scale), analysed.source)
         self.tiers.originals.put(key, original)
         return original, MISS
+
+    async def _generate(
+        self, gen: GenerationParams, key: str, timings: dict[str, float], terms: Terms
+    ) -> NewOriginal:
+        """Generate, charged to the project: reserved first (a refusal is a 429 and no call
+        to any generator), settled at the answering generator's price, or given back."""
+        charge = terms.charge
+        if charge is None:
+            return await self.generation.generate(gen, key, timings, terms)
+        started = time.perf_counter()
+        held = await charge.reserve(self.generation.candidates(gen, terms))
+        stage(self.metrics, timings, "quota", started)
+        try:
+            new = await self.generation.generate(gen, key, timings, terms)
+        except BaseException:
+            await charge.release(held)
+            raise
+        if new.stand_in:
+            await charge.release(held)
+        else:
+            await charge.settle(held, str(new.meta["generator"]))
+        return new
+
+    @staticmethod
+    def _original(
+        gen: GenerationParams, key: str, new: NewOriginal, stored: asyncio.Future[None] | None
+    ) -> Original:
+        """A new original; `stored`: its store write, which every answer waits for."""
+        head, focal = new.analysed.header, new.meta["focal_point"]
+        return Original(
+            key,
+            new.data,
+            (head.width, head.height),
+            head.shrinkable,
+            (float(focal["x"]), float(focal["y"])),
+            gen.ratio,
+            str(new.meta["generator"]),
+            new.meta,
+            stored,
+        )
 
     async def read(self, key: str, or_fail: bool = False) -> StoredOriginal | None:
         """The stored original, or None if absent or (unless `or_fail`) unreadable."""
@@ -160,18 +208,7 @@ class Originals:
         )
         self._storing.add(storing)
         storing.add_done_callback(self._storing.discard)
-        head, focal = new.analysed.header, new.meta["focal_point"]
-        return Original(
-            key,
-            new.data,
-            (head.width, head.height),
-            head.shrinkable,
-            (float(focal["x"]), float(focal["y"])),
-            gen.ratio,
-            str(new.meta["generator"]),
-            new.meta,
-            written,
-        )
+        return self._original(gen, key, new, written)
 
     async def _store(
         self,

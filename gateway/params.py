@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import overload
 from urllib.parse import unquote_plus
 
+from promptpix.cache.control import Project
 from promptpix.cache.keys import original_key, variant_key
 from promptpix.generators.prompts import MAX_PROMPT_CHARS
 from promptpix.generators.ratios import nearest_native, reduce_ratio
@@ -17,7 +18,6 @@ from promptpix.transforms.formats import FORMATS, negotiate
 from promptpix.transforms.params import FITS, NAMED_ANCHORS, Anchor, Colour, TransformParams
 
 from .errors import BadParameter, PromptTooLong, UnknownParameter
-from .projects import Project
 
 MAX_NEG = 1_000
 MAX_SEED = 2_147_483_647
@@ -151,18 +151,19 @@ def parse_fields(
     if len(neg) > MAX_NEG:
         raise BadParameter(f"'neg' is limited to {MAX_NEG} characters", param="neg")
 
-    style = raw.get("style", project.default_style)
+    style = raw.get("style", project.style)
     if style and style not in rules.styles:
         raise BadParameter(
             f"unknown style; one of: {', '.join(sorted(rules.styles))}", param="style"
         )
     seed = _int(raw, "seed", 0, MAX_SEED, 0)
-    enhance = _flag(raw, "enhance", project.default_enhance)
+    enhance = _flag(raw, "enhance", project.enhance)
     model = raw.get("model", "")
-    if "model" in raw and model not in rules.generator_ids:
-        raise BadParameter(
-            f"unknown model; one of: {', '.join(sorted(rules.generator_ids))}", param="model"
-        )
+    allowed = rules.generator_ids
+    if project.generators is not None:
+        allowed = frozenset(g for g in project.generators if g in allowed)
+    if "model" in raw and model not in allowed:
+        raise BadParameter(f"unknown model; one of: {', '.join(sorted(allowed))}", param="model")
 
     w = _int(raw, "w", 1, rules.max_dimension, None)
     h = _int(raw, "h", 1, rules.max_dimension, None)
@@ -172,10 +173,14 @@ def parse_fields(
         if not m or not (1 <= int(m[1]) <= 64 and 1 <= int(m[2]) <= 64):
             raise BadParameter("'ar' must be W:H with integers 1..64", param="ar")
         view = reduce_ratio(int(m[1]), int(m[2]))
+        original = view
     elif w is not None and h is not None:
         view = reduce_ratio(w, h)
+        # Under `generation` signing `w` and `h` are not signed, so they must not choose a
+        # new original: the unsigned ratio is 1:1 (signing tools write `ar` out instead).
+        original = (1, 1) if project.signing == "generation" else view
     else:
-        view = (1, 1)
+        view = original = (1, 1)
 
     fit = raw.get("fit", "cover")
     if fit not in FITS:
@@ -211,7 +216,7 @@ def parse_fields(
             project=project.slug,
             style_version=project.style_version,
             prompt=prompt,
-            ratio=nearest_native(view),
+            ratio=nearest_native(original),
             style=style,
             neg=neg,
             seed=seed,

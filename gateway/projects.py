@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
+from promptpix.cache.control import ControlStore, Project
 from promptpix.cache.singleflight import SingleFlight
 
 from .errors import UnknownProject
@@ -22,15 +22,6 @@ log = logging.getLogger("promptpix.projects")
 
 REFRESH_S = 1.0  # how often the source's version is asked; a change shows within this
 MAX_CACHED = 10_000  # slugs remembered (found or not); past that, all are forgotten
-
-
-@dataclass(frozen=True, slots=True)
-class Project:
-    slug: str
-    style_version: int = 1
-    default_style: str = ""
-    default_enhance: bool = False
-    semantic_reuse: bool = False  # serve a stored image of cosine >= 0.85 before generating
 
 
 DEMO_SLUG = "demo"
@@ -45,7 +36,7 @@ class ProjectSource(Protocol):
 
 
 class StaticProjects:
-    """A fixed set of projects (the embedded `demo`), that never changes."""
+    """A fixed set of projects, that never changes."""
 
     def __init__(self, projects: Iterable[Project]) -> None:
         self._by_slug = {p.slug: p for p in projects}
@@ -55,6 +46,29 @@ class StaticProjects:
 
     async def load(self, slug: str) -> Project | None:
         return self._by_slug.get(slug)
+
+
+class StoredProjects:
+    """The projects of the control store, and the embedded `demo` when it is on and the
+    store has no project of that name."""
+
+    def __init__(self, store: ControlStore, demo: Project | None = None) -> None:
+        self.store = store
+        self.demo = demo
+
+    async def version(self) -> int:
+        return await self.store.version()
+
+    async def load(self, slug: str) -> Project | None:
+        try:
+            found = await self.store.load(slug)
+        except Exception:
+            if self.demo is not None and slug == self.demo.slug:  # embedded: needs no database
+                return self.demo
+            raise
+        if found is None and self.demo is not None and slug == self.demo.slug:
+            return self.demo
+        return found
 
 
 class Projects:
@@ -68,6 +82,7 @@ class Projects:
         self._version: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self.generation = 0  # raised whenever the cache is dropped: other caches follow it
 
     def peek(self, slug: str) -> Project | None:
         """The project if it is cached and exists; None means "ask `get`"."""
@@ -109,6 +124,7 @@ class Projects:
         if version != self._version:
             self._version = version
             self._cached.clear()
+            self.generation += 1
 
     async def _poll(self) -> None:
         while True:

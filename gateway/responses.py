@@ -18,7 +18,7 @@ COMMON: Headers = [
 EXPOSE = (
     b"access-control-expose-headers",
     b"ETag, X-Cache-Status, X-Image-Id, X-Generator, X-Semantic-Similarity, Server-Timing, "
-    b"Retry-After",
+    b"Retry-After, RateLimit, RateLimit-Policy, WWW-Authenticate",
 )
 TIMING_ALLOW = (b"timing-allow-origin", b"*")
 

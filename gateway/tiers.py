@@ -12,6 +12,7 @@ from promptpix.transforms.source import Source
 
 # How a variant was answered (`X-Cache-Status`).
 MISS, TRANSFORM, HIT, SIMILAR = "MISS", "TRANSFORM", "HIT", "SIMILAR"
+PLACEHOLDER = "PLACEHOLDER"  # the offline stand-in, for generators that failed: not stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class Variant:
     width: int
     height: int
     generator: str
-    status: str  # MISS or TRANSFORM: how it was first made (SIMILAR: a stand-in)
+    status: str  # MISS or TRANSFORM: how it was first made (SIMILAR, PLACEHOLDER: stand-ins)
     timings: dict[str, float] = field(default_factory=dict)
     similarity: float | None = None  # SIMILAR: the cosine of the two prompts
 
