@@ -4,21 +4,23 @@ lifespan (start the backends; at shutdown, finish and store what is under way)."
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route, Router
+from starlette.routing import Router
 
 from promptpix.cache.backends import build_backends
+from promptpix.cache.control import Project
 from promptpix.cache.semantic import one_blas_thread, open_semantic
 from promptpix.generators.registry import build_chain, build_llm, build_vision
 from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
 
 from .admission import Admission
+from .api import admin, urls
+from .api.routing import JsonRoute as Route
+from .api.routing import routes
 from .config import Config
-from .errors import MethodNotAllowed, NotFound
+from .control import Control
+from .errors import NotFound
 from .generation import Generation
 from .health import Health
 from .images import Images
@@ -26,32 +28,19 @@ from .live import PREFIX, LiveImages
 from .metrics import Metrics
 from .originals import Originals
 from .params import ParseRules
-from .projects import DEMO_SLUG, Project, Projects, StaticProjects
+from .projects import DEMO_SLUG, Projects, StoredProjects
 from .rendering import Renderer
 from .responses import send_error
 from .reuse import Reuse
+from .spending import Spending
 from .tiers import Tiers
 from .types import Message, Receive, Scope, Send
 
 log = logging.getLogger("promptpix")
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await send_error(send, NotFound(f"no route for {scope.get('path', '')[:200]}"))
-
-
-class _Route(Route):
-    """A route whose wrong method gets the gateway's JSON 405, not Starlette's plain text."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.methods and scope["method"] not in self.methods:
-            allow = ", ".join(sorted(self.methods))
-            await send_error(
-                send, MethodNotAllowed(f"{scope['method']} is not allowed here", allow=allow)
-            )
-            return
-        await super().handle(scope, receive, send)
 
 
 class App:
@@ -108,9 +97,17 @@ class App:
             generation_timeout_s=cfg.server.generation_timeout_s,
             reuse=reuse,
         )
+        store = self.backends.control
         demo = Project(DEMO_SLUG, semantic_reuse=cfg.cache.semantic.demo_reuse)
-        self.projects = Projects(StaticProjects([demo] if cfg.demo_enabled else []))
-        self.admission = Admission(self.projects)
+        self.projects = Projects(StoredProjects(store, demo if cfg.demo_enabled else None))
+        self.spending = Spending(store, self.chain, self.metrics)
+        self.admission = Admission(
+            self.projects,
+            store,
+            self.spending,
+            admin_token=cfg.server.admin_token,
+            trusted_proxies=cfg.server.proxies,
+        )
         rules = ParseRules(
             generator_ids=frozenset(self.chain.ids),
             max_dimension=cfg.server.max_dimension,
@@ -123,18 +120,26 @@ class App:
             self.metrics,
             cache_control=cfg.server.cache_control,
             similar_cache_control=cfg.cache.semantic.cache_control,
+            fallback_cache_control=cfg.server.fallback_cache_control,
         )
         health = Health(self.backends, self.chain, self.pool, self.images, self.metrics)
         self.metrics.watch(health.gauges)  # several workers: each publishes its own
-        self.routes: dict[str, tuple[Endpoint, list[str]]] = {
-            "/healthz": (health.healthz, ["GET", "HEAD"]),
-            "/readyz": (health.readyz, ["GET", "HEAD"]),
-            "/metrics": (health.metrics, ["GET"]),
-            "/v1/providers": (health.providers, ["GET", "HEAD"]),
-        }
+        self.control = Control(store, self.chain.ids)
+        self.operations = [
+            *admin.operations(self.control),
+            *urls.operations(self.projects, rules, cfg.server.public_url),
+            health.providers_operation(public=cfg.demo_enabled),
+        ]
+        plain = [
+            Route(path, fn, methods=methods)
+            for path, fn, methods in (
+                ("/healthz", health.healthz, ["GET", "HEAD"]),
+                ("/readyz", health.readyz, ["GET", "HEAD"]),
+                ("/metrics", health.metrics, ["GET"]),
+            )
+        ]
         self.router = Router(
-            routes=[_Route(path, fn, methods=m) for path, (fn, m) in self.routes.items()],
-            default=_not_found,
+            routes=[*plain, *routes(self.operations, self.admission)], default=_not_found
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,7 +148,6 @@ class App:
             if scope["path"].startswith(PREFIX):
                 await self.live(scope, receive, send)
                 return
-            route = scope["path"] if scope["path"] in self.routes else "other"
             status = 500
 
             async def counting_send(message: Message) -> None:
@@ -154,7 +158,8 @@ class App:
 
             try:
                 await self.router(scope, receive, counting_send)
-            finally:
+            finally:  # counted by the route's template (/v1/projects/{slug}), not its path
+                route = getattr(scope.get("route"), "path", "other")
                 self.metrics.requests.inc(route, str(status), "")
             return
         if kind == "lifespan":

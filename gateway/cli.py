@@ -1,4 +1,4 @@
-"""The `promptpix` command: `promptpix serve [--host] [--port] [--workers]`."""
+"""The `promptpix` command: `serve`, `reindex`, and the control plane: projects, keys, sign."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 
+from .admin_cli import add_commands, control_command
 from .config import Config, ConfigError
 
 
@@ -27,12 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the HTTP server that runs the ASGI app (default granian)",
     )
     sub.add_parser("reindex", help="rebuild the index from what the store holds")
+    add_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args.host, args.port, args.workers, args.server)
     if args.command == "reindex":
         return reindex_command()
-    return 2
+    return control_command(args)
 
 
 def reindex_command() -> int:

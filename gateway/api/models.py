@@ -1,0 +1,182 @@
+"""The JSON API's request and answer bodies, as msgspec structs: the handlers decode into
+and encode from these, and the OpenAPI document is made from the same types."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+Slug = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="the project's name")]
+Text = Annotated[str, Meta(max_length=200)]
+Signing = Literal["off", "required", "generation"]
+OnFailure = Literal["placeholder", "error"]
+Scope = Literal["generate", "read", "assets"]
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A request body: unknown fields are refused (400 `unknown_field`)."""
+
+
+class Quota(Body):
+    generations_per_month: Annotated[int, Meta(ge=0, le=1 << 40)]
+
+
+class RateLimit(Body):
+    misses_per_minute: Annotated[int, Meta(ge=1, le=1 << 30)]
+
+
+class Budget(Body):
+    usd_per_month: Annotated[float, Meta(ge=0, le=1e9)]
+
+
+class ProjectBody(Body):
+    slug: Slug
+    name: Text = ""
+    style: Annotated[str, Meta(max_length=100)] = ""
+    system_prompt: Annotated[str, Meta(max_length=10_000)] = ""
+    signing: Signing = "off"
+    quota: Quota | None = None
+    rate_limit: RateLimit | None = None
+    budget: Budget | None = None
+    generators: list[Annotated[str, Meta(max_length=64)]] | None = None
+    enhance: bool = False
+    semantic_reuse: bool = False
+    on_failure: OnFailure = "placeholder"
+
+
+class ProjectPatch(Body):
+    """Only the fields given change; `null` clears a limit or the generator subset."""
+
+    name: Text | UnsetType = UNSET
+    style: Annotated[str, Meta(max_length=100)] | UnsetType = UNSET
+    system_prompt: Annotated[str, Meta(max_length=10_000)] | UnsetType = UNSET
+    signing: Signing | UnsetType = UNSET
+    quota: Quota | UnsetType | None = UNSET
+    rate_limit: RateLimit | UnsetType | None = UNSET
+    budget: Budget | UnsetType | None = UNSET
+    generators: list[Annotated[str, Meta(max_length=64)]] | UnsetType | None = UNSET
+    enhance: bool | UnsetType = UNSET
+    semantic_reuse: bool | UnsetType = UNSET
+    on_failure: OnFailure | UnsetType = UNSET
+
+
+class SecretOut(msgspec.Struct, kw_only=True):
+    id: str
+    created_at: int
+
+
+class ProjectOut(msgspec.Struct, kw_only=True):
+    """A project as read: never a secret."""
+
+    slug: str
+    name: str
+    style: str
+    system_prompt: str
+    signing: Signing
+    quota: Quota | None
+    rate_limit: RateLimit | None
+    budget: Budget | None
+    generators: list[str] | None
+    enhance: bool
+    semantic_reuse: bool
+    on_failure: OnFailure
+    style_version: int
+    created_at: int
+    updated_at: int
+
+
+class ProjectCreated(ProjectOut, kw_only=True):
+    signing_secret: str | None = None  # shown once, when the project signs
+
+
+class ProjectList(msgspec.Struct, kw_only=True):
+    projects: list[ProjectOut]
+
+
+class SecretCreated(msgspec.Struct, kw_only=True):
+    id: str
+    signing_secret: str  # shown once
+
+
+class SecretList(msgspec.Struct, kw_only=True):
+    signing_secrets: list[SecretOut]  # oldest first; ids and ages, never a secret's text
+
+
+class KeyBody(Body):
+    name: Text = ""
+    scopes: list[Scope] = msgspec.field(default_factory=lambda: ["generate", "read", "assets"])
+
+
+class KeyOut(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    scopes: list[Scope]
+    created_at: int
+    revoked_at: int | None = None
+
+
+class KeyCreated(KeyOut, kw_only=True):
+    key: str  # shown once
+
+
+class KeyList(msgspec.Struct, kw_only=True):
+    keys: list[KeyOut]
+
+
+class GeneratorUsage(msgspec.Struct, kw_only=True):
+    generations: int
+    estimated_usd: float
+
+
+class UsageOut(msgspec.Struct, kw_only=True):
+    period: str
+    generations: int
+    quota: int | None
+    estimated_usd: float
+    budget: float | None
+    by_generator: dict[str, GeneratorUsage]
+
+
+class Deleted(msgspec.Struct, kw_only=True):
+    id: str
+    deleted: bool = True
+
+
+Param = str | int | float | bool
+
+
+class UrlBody(Body):
+    """A live image's parameters (SPEC §1, as given in a URL), or `url` (a `/i/...` path and
+    query as a page would write it); and how its srcset and <img> should read."""
+
+    url: Annotated[str, Meta(max_length=16_000)] | None = None
+    prompt: Annotated[str, Meta(max_length=10_000)] | None = None
+    ar: str | None = None
+    style: str | None = None
+    neg: str | None = None
+    seed: int | None = None
+    enhance: bool | None = None
+    model: str | None = None
+    w: int | None = None
+    h: int | None = None
+    dpr: float | None = None
+    fit: str | None = None
+    anchor: str | None = None
+    fmt: str | None = None
+    q: int | None = None
+    bg: str | None = None
+    rmbg: bool | None = None
+    blur: float | None = None
+    widths: list[Annotated[int, Meta(ge=1, le=16384)]] | None = None  # the srcset's widths
+    sizes: Annotated[str, Meta(max_length=500)] | None = None
+    alt: Annotated[str, Meta(max_length=500)] = ""
+
+
+class UrlOut(msgspec.Struct, kw_only=True):
+    url: str
+    srcset: str
+    html: str
+    width: int | None = None  # CSS pixels, when the box is known
+    height: int | None = None
