@@ -15,7 +15,7 @@ import pyvips
 from promptpix.cache.filestore import FileStore
 from tests.services import Gateway
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})? (\S+)$')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 YEAR = "public, max-age=31536000, immutable"
@@ -48,6 +48,11 @@ def stored_meta(store: Path, key: str) -> dict[str, Any]:
     stored = asyncio.run(FileStore(store).get(key))
     assert stored is not None, f"{key} is not stored in {store}"
     return stored.meta
+
+
+def is_stored(store: Path, key: str) -> bool:
+    """Whether the file store at `store` holds an original under `key`."""
+    return asyncio.run(FileStore(store).get(key)) is not None
 
 
 def metrics(client: httpx.Client | str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -158,6 +158,25 @@ class PostgreSQL:
     def dsn(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
+    def new_database(self, prefix: str = "d") -> str:
+        """A new, empty database on this server: its DSN."""
+        import asyncio
+        import uuid
+
+        import asyncpg
+
+        name = prefix + uuid.uuid4().hex[:12]
+
+        async def create() -> None:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                await conn.execute(f"CREATE DATABASE {name}")
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+        return self.dsn.rsplit("/", 1)[0] + "/" + name
+
     def _as_owner(self, args: list[str]) -> list[str]:
         if os.geteuid() == 0:
             return ["runuser", "-u", "postgres", "--", *args]

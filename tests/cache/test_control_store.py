@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,24 +94,10 @@ class Place:
             return db.execute(sql).fetchall()
 
 
-def fresh_pg(postgres: PostgreSQL) -> str:
-    name = "c" + uuid.uuid4().hex[:12]
-
-    async def create() -> None:
-        conn = await asyncpg.connect(postgres.dsn)
-        try:
-            await conn.execute(f"CREATE DATABASE {name}")
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    return postgres.dsn.rsplit("/", 1)[0] + "/" + name
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Place:
     if request.param == "postgresql":
-        return Place("postgresql", fresh_pg(request.getfixturevalue("postgres")))
+        return Place("postgresql", request.getfixturevalue("postgres").new_database("c"))
     return Place("sqlite", str(tmp_path / "control.sqlite3"))
 
 

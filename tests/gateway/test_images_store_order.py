@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from promptpix.cache.control import Project
 from promptpix.cache.filestore import FileStore
 from promptpix.cache.index import IndexWriter
 from promptpix.cache.keys import variant_key
@@ -19,7 +20,6 @@ from promptpix.gateway.images import Images
 from promptpix.gateway.metrics import Metrics
 from promptpix.gateway.originals import Originals
 from promptpix.gateway.params import ParseRules, parse
-from promptpix.gateway.projects import Project
 from promptpix.gateway.rendering import Renderer
 from promptpix.gateway.tiers import Tiers
 from promptpix.generators.registry import build_chain

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from promptpix.cache.control import Project
 from promptpix.gateway.errors import BadParameter, PromptTooLong, UnknownParameter
 from promptpix.gateway.params import ParseRules, parse, split_query
-from promptpix.gateway.projects import Project
 
 DEMO = Project("demo")
 RULES = ParseRules(generator_ids=frozenset({"local", "gemini"}), max_dimension=2000)
@@ -43,7 +43,7 @@ def test_the_project_and_its_style_version_are_in_the_key() -> None:
 
 
 def test_project_defaults_apply_and_are_the_same_as_spelled_out() -> None:
-    styled = Project("demo", default_style="photorealistic", default_enhance=True)
+    styled = Project("demo", style="photorealistic", enhance=True)
     a = parse("prompt=x", styled, RULES)
     assert (a.gen.style, a.gen.enhance) == ("photorealistic", True)
     assert a.gen.key == parse("prompt=x&style=photorealistic&enhance=1", styled, RULES).gen.key
