@@ -31,6 +31,8 @@ import pyvips
 import uvloop
 
 from promptpix.cache.filestore import FileStore
+from promptpix.gateway.params import split_query
+from promptpix.gateway.signing import sign
 
 from . import servers
 from .results import Load, Results
@@ -45,6 +47,8 @@ LUA = BENCH / "wrk" / "sizes.lua"
 PROMPT = "bench source photo"
 PP_PATH = "/i/demo?prompt=bench+source+photo&ar=16:9&w={w}&h={h}&fmt=%s"
 HIT_PATH = "/i/demo?prompt=bench+source+photo&ar=16:9&w=400&h=300&fmt=jpeg"
+SIGNED = "signed"  # a project with `signing: required`: its hits check a signature
+METERED = "metered"  # a project with a quota and a budget: its misses reserve and settle
 
 
 # --- wrk ---------------------------------------------------------------------------------
@@ -112,22 +116,47 @@ def sample_rss(server: Server, peak: dict[int, float], every: float = 0.2) -> It
 # --- set-up ------------------------------------------------------------------------------
 
 
-def seed_store(store: Path, source: bytes, workers: int) -> str:
-    """Make the fixed prompt's original once, then make the detailed source its stored bytes.
+def control(store: Path, *args: str) -> dict[str, Any]:
+    """`promptpix ARGS...` against the store's embedded database, its JSON answer."""
+    done = subprocess.run(
+        [str(servers.VENV_BIN / "promptpix"), *args],
+        env={**os.environ, "PROMPTPIX_STORE": f"file://{store}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
+def signed(path: str, secret: str) -> str:
+    """`path` with its `signing: required` signature."""
+    target, _, query = path.partition("?")
+    params = split_query(query)
+    return f"{path}&sig={sign(secret, target, params, 'required')}"
+
+
+def seed_store(store: Path, source: bytes) -> str:
+    """Make the fixed prompt's original once in `demo` and once in the signing project, then
+    make the detailed source their stored bytes; answers the signing project's secret.
 
     The gateway's own keying and metadata are kept; only the image file is replaced, so
     promptpix transforms exactly the pixels ipx and thumbor read from disk.
     """
-    with servers.running(servers.promptpix(WORK, store, 1)) as pp:
-        r = httpx.get(pp.url + PP_PATH.replace("{w}", "64").replace("{h}", "36") % "jpeg")
-        r.raise_for_status()
-        key = r.headers["x-image-id"]
+    secret = control(store, "projects", "create", SIGNED, "--signing", "required")
+    first = PP_PATH.replace("{w}", "64").replace("{h}", "36") % "jpeg"
+    paths = [first, signed(first.replace("/i/demo", f"/i/{SIGNED}"), secret["signing_secret"])]
     files = FileStore(store)
-    stored = asyncio.run(files.get(key))
-    assert stored is not None, "the fixed prompt's original was not stored"
-    meta = {**stored.meta, "content_type": "image/jpeg", "bytes": len(source)}
-    asyncio.run(files.put(key, source, meta))
-    return key
+    with servers.running(servers.promptpix(WORK, store, 1)) as pp:
+        for path in paths:
+            r = httpx.get(pp.url + path)
+            r.raise_for_status()
+            key = r.headers["x-image-id"]
+            stored = asyncio.run(files.get(key))
+            assert stored is not None, "the fixed prompt's original was not stored"
+            meta = {**stored.meta, "content_type": "image/jpeg", "bytes": len(source)}
+            asyncio.run(files.put(key, source, meta))
+    return str(secret["signing_secret"])
 
 
 def warm(base: str, path: str, n: int = 6) -> httpx.Response:
@@ -176,7 +205,7 @@ async def _get(host: str, port: int, target: str) -> tuple[int, dict[str, str]]:
         writer.close()
 
 
-async def _misses(base: str, count: int, tag: str) -> dict[str, Any]:
+async def _misses(base: str, count: int, tag: str, project: str = "demo") -> dict[str, Any]:
     url = urlsplit(base)
     host, port = url.hostname or "127.0.0.1", url.port or 80
 
@@ -184,7 +213,7 @@ async def _misses(base: str, count: int, tag: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         query = urlencode({"prompt": f"{tag} {i}", "w": "256", "fmt": "jpeg"})
         try:
-            status, headers = await _get(host, port, f"/i/demo?{query}")
+            status, headers = await _get(host, port, f"/i/{project}?{query}")
         except (OSError, asyncio.IncompleteReadError, ValueError):
             return 0, (time.perf_counter() - t0) * 1000, {}, ""
         elapsed = (time.perf_counter() - t0) * 1000
@@ -248,11 +277,16 @@ def generation_benchmark(
     env: dict[str, str] | None = None,
     others: dict[str, int] | None = None,
     bursts: int = BURSTS,
+    project: str = "demo",
 ) -> dict[str, Any]:
     """`bursts` times `count` distinct misses at once, on one warmed gateway; reported: the
     burst of median wall time, with every burst's wall time and CPU beside it. `others`: the
-    PIDs of servers the gateway uses (object store, database) whose CPU the run costs too."""
+    PIDs of servers the gateway uses (object store, database) whose CPU the run costs too.
+    `project` other than `demo` is made first with a quota and a budget that every miss
+    reserves from and settles (a price of 0 for `local`, but the statements all run)."""
     store = run_dir("gen-store")
+    if project != "demo":
+        control(store, "projects", "create", project, "--quota", "1000000000", "--budget", "1e6")
     # The local generator's own limit (16 calls at once by default, like a provider quota)
     # is lifted: this measures the gateway, not a quota.
     env = {
@@ -262,10 +296,10 @@ def generation_benchmark(
     }
     with servers.running(servers.promptpix(WORK, store, workers, env)) as pp:
         # warm, as a server that has been up is: imports, pools, the local generator's scenes
-        uvloop.run(_misses(pp.url, WARM_UP, f"warm-up {time.time_ns()}"))
+        uvloop.run(_misses(pp.url, WARM_UP, f"warm-up {time.time_ns()}", project))
         assert pp.proc is not None
         servers.wait_idle(pp.proc.pid)  # the warm-up's prompts are embedded before we start
-        runs = [_burst(pp.url, pp.proc.pid, count, others or {}) for _ in range(bursts)]
+        runs = [_burst(pp.url, pp.proc.pid, count, others or {}, project) for _ in range(bursts)]
     out = sorted(runs, key=lambda r: float(r["wall_s"]))[len(runs) // 2]
     out["bursts"] = [
         {k: r[k] for k in ("wall_s", "server_cpu_ms_per_miss", "ok_misses")} for r in runs
@@ -274,15 +308,18 @@ def generation_benchmark(
     out["drawing_cpu_ms"] = drawing_cost()
     out["raw_libvips_s"] = raw_libvips(count, os.cpu_count() or 1)
     out["label"] = label
+    out["project"] = project
     out["workers"] = workers
     return out
 
 
-def _burst(url: str, pid: int, count: int, others: dict[str, int]) -> dict[str, Any]:
+def _burst(
+    url: str, pid: int, count: int, others: dict[str, int], project: str = "demo"
+) -> dict[str, Any]:
     """One burst of `count` misses on an idle gateway, and the background work it left."""
     cpu = servers.cpu_seconds(pid)
     other_cpu = {name: servers.tree_cpu_seconds(other) for name, other in others.items()}
-    out = uvloop.run(_misses(url, count, f"bench distinct {time.time_ns()}"))
+    out = uvloop.run(_misses(url, count, f"bench distinct {time.time_ns()}", project))
     out["server_cpu_ms_per_miss"] = (servers.cpu_seconds(pid) - cpu) * 1000 / count
     out["other_cpu_ms_per_miss"] = {
         name: (servers.tree_cpu_seconds(other) - other_cpu[name]) * 1000 / count
@@ -446,7 +483,8 @@ def run(args: argparse.Namespace) -> Results:
 
     store = WORK / "store"
     shutil.rmtree(store, ignore_errors=True)
-    seed_store(store, source, args.workers)
+    secret = seed_store(store, source)
+    signed_hit = signed(HIT_PATH.replace("/i/demo", f"/i/{SIGNED}"), secret)
 
     pp = servers.promptpix(WORK, store, args.workers)
     peers: list[tuple[str, Server, dict[str, str]]] = [
@@ -485,6 +523,7 @@ def run(args: argparse.Namespace) -> Results:
         hit = b""
         for _ in range(20):  # every worker holds it
             hit = httpx.get(pp.url + HIT_PATH).content
+            httpx.get(pp.url + signed_hit).raise_for_status()
         (static_root / "hit.jpg").write_bytes(hit)
         res.hit_bytes = len(hit)
         static = servers.nginx_static(WORK, static_root, args.nginx_workers)
@@ -515,6 +554,7 @@ def run(args: argparse.Namespace) -> Results:
                     print(f"  {fmt} {name}: {loads[f'transform/{fmt}/{name}'].rps:.1f} req/s")
             for name, base, path in (
                 ("promptpix", pp.url, HIT_PATH),
+                ("promptpix-signed", pp.url, signed_hit),
                 ("nginx-static", static.url, "/hit.jpg"),
                 ("nginx-proxy", proxy.url, HIT_PATH),
             ):
@@ -535,6 +575,11 @@ def run(args: argparse.Namespace) -> Results:
         for label, count in runs:
             res.generation.append(generation_benchmark(args.miss_workers, count, 2000, label))
             print(f"  {res.generation[-1]}", flush=True)
+        label = f"file store, {args.misses} misses, a project with a quota and a budget"
+        res.generation.append(
+            generation_benchmark(args.miss_workers, args.misses, 2000, label, project=METERED)
+        )
+        print(f"  {res.generation[-1]}", flush=True)
         res.miss_cost = miss_cost(args.miss_workers)
         print(f"  one miss alone: {res.miss_cost}", flush=True)
         if not args.skip_s3:
