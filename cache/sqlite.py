@@ -54,7 +54,7 @@ class SQLiteDatabase:
             # isolation_level=None: no implicit transactions, each one is begun explicitly.
             db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
+                write_ahead(db, self.busy_timeout_s)
                 db.execute("PRAGMA synchronous=NORMAL")
                 migrate(db, self.migrations)
             except BaseException:
@@ -97,6 +97,21 @@ def transaction(db: sqlite3.Connection, mode: str = "DEFERRED") -> Iterator[None
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def write_ahead(db: sqlite3.Connection, timeout_s: float) -> None:
+    """WAL mode, shared by every connection once one has set it. Switching a new database
+    to it takes an exclusive lock that SQLite may refuse at once, without waiting out the
+    busy timeout, when several processes open the file together: try again until then."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> None:
