@@ -113,7 +113,7 @@ def test_workers_opening_a_new_embedded_database_at_once_all_get_wal(tmp_path: P
 
         def worker(path: Path = path, together: threading.Barrier = together) -> None:
             with contextlib.closing(connect(path)) as db:
-                together.wait()
+                together.wait(30)  # never a hang: a broken barrier fails the test
                 try:
                     sqlite.write_ahead(db, 10)
                 except BaseException as exc:
@@ -137,7 +137,7 @@ def test_sqlite_workers_migrating_at_once_apply_each_version_once(tmp_path: Path
     def worker() -> None:
         with contextlib.closing(connect(path)) as db:
             sqlite.write_ahead(db, 10)
-            together.wait()
+            together.wait(30)  # never a hang: a broken barrier fails the test
             try:
                 sqlite.migrate(db, TWO)
             except BaseException as exc:
