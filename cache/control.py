@@ -204,6 +204,10 @@ class ControlStore(Protocol):
         self, reservation: Reservation, generator: str, price_usd: float | Decimal
     ) -> bool: ...
 
+    async def record(self, slug: str, period: str, generator: str, price_usd: float) -> None:
+        """Count a generation of a project with no quota and no budget: nothing was held."""
+        ...
+
     async def usage(self, slug: str, period: str) -> Usage: ...
 
     async def hit_rate(self, slug: str, client: str, limit: int | None, now: float) -> RateDecision:

@@ -4,6 +4,7 @@ by the database's driver (`PgControlStore`, `SQLiteControlStore`)."""
 from __future__ import annotations
 
 import abc
+import asyncio
 import math
 import time
 import uuid
@@ -40,6 +41,13 @@ class SqlControlStore(abc.ABC):
         # Reservations of this store not yet settled or released: each ends once.
         self._open: set[str] = set()
         self._swept_minute = 0  # rate windows before the last minute go, once a minute
+        # Group commit of what generations cost: what arrives while a commit runs goes in
+        # the next one, so a burst of misses costs a few transactions, not one each.
+        self._periods: usagetx.Counts = {}
+        self._generators: usagetx.Counts = {}
+        self._next: asyncio.Future[None] | None = None
+        self._committing = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @abc.abstractmethod
     async def _run(self, transaction: Tx[T], mode: Mode) -> T:
@@ -50,7 +58,9 @@ class SqlControlStore(abc.ABC):
         await self.version()
 
     async def close(self) -> None:
-        return None  # the database belongs to its owner, which closes it
+        """Wait for the counts under way (the database belongs to its owner, which closes it)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def version(self) -> int:
         return await self._run(tx.version(), "single")
@@ -144,8 +154,54 @@ class SqlControlStore(abc.ABC):
             return False
         price = micro_usd(price_usd)
         assert price is not None
-        await self._end(reservation, usagetx.settle(reservation, generator, price))
+        self._open.discard(reservation.id)  # at once: a second call meanwhile does nothing
+        try:
+            r = reservation
+            await self._add(r.project, r.period, generator, 0, price - r.micro_usd, price)
+        except BaseException:
+            self._open.add(reservation.id)  # not counted: it can be tried again
+            raise
         return True
+
+    async def record(self, slug: str, period: str, generator: str, price_usd: float) -> None:
+        """Count a generation made for a project with no quota and no budget (nothing was
+        reserved: there was nothing to hold it against)."""
+        price = micro_usd(price_usd)
+        assert price is not None
+        await self._add(slug, check_period(period), generator, 1, price, price)
+
+    async def _add(
+        self, slug: str, period: str, generator: str, generations: int, micro: int, cost: int
+    ) -> None:
+        """Add to the month's counters (`generations`, `micro`) and the generator's (one,
+        at `cost`), in the next group commit; answers once it is committed."""
+        for counts, key, add in (
+            (self._periods, (slug, period), (generations, micro)),
+            (self._generators, (slug, period, generator), (1, cost)),
+        ):
+            was = counts.get(key, (0, 0))
+            counts[key] = (was[0] + add[0], was[1] + add[1])
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._commit(self._next))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await asyncio.shield(self._next)
+
+    async def _commit(self, done: asyncio.Future[None]) -> None:
+        async with self._committing:  # one commit at a time; arrivals meanwhile wait for it
+            periods, generators = self._periods, self._generators
+            self._periods, self._generators, self._next = {}, {}, None
+            try:
+                await self._run(usagetx.ledger(periods, generators), "write")
+            except asyncio.CancelledError:
+                done.cancel()
+                raise
+            except Exception as exc:
+                done.set_exception(exc)
+                done.exception()  # each caller raises it; none is left unretrieved
+            else:
+                done.set_result(None)
 
     async def _end(self, reservation: Reservation, transaction: Tx[None]) -> None:
         self._open.discard(reservation.id)  # at once: a second call meanwhile does nothing

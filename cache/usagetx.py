@@ -28,11 +28,18 @@ WHERE (CAST($4 AS bigint) IS NULL OR usage_periods.generations < CAST($4 AS bigi
 RETURNING generations
 """
 COUNTED = "SELECT generations, micro_usd FROM usage_periods WHERE project = $1 AND period = $2"
-SETTLE_GENERATOR = """
+ADD_PERIOD = """
+INSERT INTO usage_periods (project, period, generations, micro_usd)
+VALUES ($1, $2, CAST($3 AS bigint), CAST($4 AS bigint))
+ON CONFLICT (project, period) DO UPDATE
+SET generations = usage_periods.generations + excluded.generations,
+    micro_usd = usage_periods.micro_usd + excluded.micro_usd
+"""
+ADD_GENERATOR = """
 INSERT INTO usage_generators (project, period, generator, generations, micro_usd)
-VALUES ($1, $2, $3, 1, $4)
+VALUES ($1, $2, $3, CAST($4 AS bigint), CAST($5 AS bigint))
 ON CONFLICT (project, period, generator) DO UPDATE
-SET generations = usage_generators.generations + 1,
+SET generations = usage_generators.generations + excluded.generations,
     micro_usd = usage_generators.micro_usd + excluded.micro_usd
 """
 # A sliding minute: the hits of this minute, and those of the one before weighted by how
@@ -87,14 +94,18 @@ def release(r: Reservation) -> Tx[None]:
     )
 
 
-def settle(r: Reservation, generator: str, price: int) -> Tx[None]:
-    """The generation counted for `generator`, and the month's USD moved to its real price."""
-    yield (
-        "UPDATE usage_periods SET micro_usd = micro_usd + CAST($3 AS bigint) "
-        "WHERE project = $1 AND period = $2",
-        (r.project, r.period, price - r.micro_usd),
-    )
-    yield (SETTLE_GENERATOR, (r.project, r.period, generator, price))
+Counts = dict[tuple[str, ...], tuple[int, int]]  # generations and micro-dollars to add
+
+
+def ledger(periods: Counts, generators: Counts) -> Tx[None]:
+    """Generations already made, added to the month's counters and each generator's: many
+    settlements (and records of projects with no limit) in one transaction, one statement
+    a row, taken in key order so that concurrent writers lock rows in the same order."""
+    for (slug, period), (generations, micro) in sorted(periods.items()):
+        if generations or micro:
+            yield (ADD_PERIOD, (slug, period, generations, micro))
+    for (slug, period, generator), (generations, micro) in sorted(generators.items()):
+        yield (ADD_GENERATOR, (slug, period, generator, generations, micro))
 
 
 def usage(slug: str, period: str) -> Tx[Usage]:

@@ -1,10 +1,12 @@
 """What a generation may cost a project: its rate limit, its monthly quota and budget.
 
 Only a generation about to run is charged: hits, new variants of a stored original and
-waiters on another request's generation cost nothing. The single-flight leader reserves
-before the chain runs (one conditional statement in the shared database, so the count is
-exact across workers and replicas), settles at the price of the generator that answered,
-and releases when the generation failed or only the offline stand-in answered.
+waiters on another request's generation cost nothing. For a project with a quota or a
+budget the single-flight leader reserves before the chain runs (one conditional statement
+in the shared database, so the count is exact across workers and replicas), settles at the
+price of the generator that answered, and releases when the generation failed or only the
+offline stand-in answered. A project with neither has nothing to hold: its generations are
+only recorded once made. Settlements and records share group commits.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ MONTH_S = 2_592_000  # the quota's window as the RateLimit fields state it (30 d
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """A generation reserved (every project's is counted, limited or not): given back or
-    settled once the chain has answered. `reservation` is None when the database was down
-    and the project has no limit to keep: the generation goes ahead, uncounted."""
+    """A generation about to run: settled or given back once the chain has answered.
+    `reservation` is what the quota or budget holds, None for a project with neither (its
+    generation is recorded for `period` once made)."""
 
     reservation: Reservation | None
+    period: str
 
 
 class Spending:
@@ -63,12 +66,7 @@ class Charge:
         `budget_exceeded`) before anything is generated."""
         try:
             return await self._reserve(candidates)
-        except DATABASE_DOWN as exc:
-            project = self.project
-            if project.rate_limit is None and project.quota is None and project.budget is None:
-                # Nothing to enforce: counting waits for the database, the image does not.
-                log.warning("not counted (the database is down: %s): %s", exc, project.slug)
-                return Held(None)
+        except DATABASE_DOWN as exc:  # only a project with a limit asks the database here
             raise DatabaseDown(
                 "the database that keeps this project's limits cannot be reached; nothing "
                 "was generated: try again shortly",
@@ -92,11 +90,13 @@ class Charge:
                     left=0,
                 )
         period = current_period(now)
+        if project.quota is None and project.budget is None:
+            return Held(None, period)
         # The most the request may cost: the dearest generator it may be answered by.
         price = max((self.spending.chain.price(g) for g in candidates), default=0.0)
         held = await store.reserve(project.slug, period, price, project.quota, project.budget)
         if held.granted:
-            return Held(held)
+            return Held(held, period)
         until = int(period_end(period) - now)
         if held.stopped_by == "budget":
             self._refused("budget_exceeded")
@@ -126,10 +126,12 @@ class Charge:
         metrics = self.spending.metrics
         metrics.cost_usd.inc(self.project.slug, generator, amount=price)
         metrics.quota_used.inc(self.project.slug)
-        if held.reservation is None:
-            return
+        store = self.spending.store
         try:
-            await self.spending.store.settle(held.reservation, generator, price)
+            if held.reservation is None:
+                await store.record(self.project.slug, held.period, generator, price)
+            else:
+                await store.settle(held.reservation, generator, price)
         except DATABASE_DOWN as exc:  # the image is made: it is stored and served anyway
             log.warning("a generation of %s was not settled: %s", self.project.slug, exc)
 

@@ -475,6 +475,44 @@ def test_release_makes_room_again_once(place: Place) -> None:
     asyncio.run(run())
 
 
+def test_counts_of_concurrent_generations_are_exact_and_committed_in_groups(
+    place: Place,
+) -> None:
+    """Settlements and records arriving together share a transaction (a group commit), on
+    two stores as two replicas would have; each call answers once its count is committed."""
+
+    async def run() -> None:
+        async with place.store() as one, place.store() as two:
+            transactions = 0
+            plain_run = one._run
+
+            async def counted(transaction: Any, mode: Any) -> Any:
+                nonlocal transactions
+                transactions += 1
+                return await plain_run(transaction, mode)
+
+            one._run = counted  # type: ignore[method-assign]  # observed, not replaced
+            held = await asyncio.gather(
+                *(one.reserve("acme", PERIOD, 0.04, 1000, 100.0) for _ in range(100))
+            )
+            before = transactions
+            await asyncio.gather(
+                *(one.settle(r, "gemini", 0.039) for r in held),
+                *(one.record("free", PERIOD, "local", 0) for _ in range(100)),
+                *(two.record("free", PERIOD, "openai", 0.042) for _ in range(50)),
+            )
+            assert transactions - before <= 4, transactions - before  # not 200
+            # Committed when the calls answered: the other store reads it at once.
+            acme, free = await two.usage("acme", PERIOD), await two.usage("free", PERIOD)
+            assert (acme.generations, acme.by_generator) == (100, {"gemini": (100, 3.9)})
+            assert acme.estimated_usd == 3.9  # the reserved 0.04 each, corrected
+            assert free.generations == 150
+            assert free.by_generator == {"local": (100, 0.0), "openai": (50, 2.1)}
+            assert free.estimated_usd == 2.1
+
+    asyncio.run(run())
+
+
 def test_settle_corrects_the_price_and_counts_each_generator(place: Place) -> None:
     async def run() -> None:
         async with place.store() as store:
