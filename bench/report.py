@@ -87,8 +87,7 @@ def write_report(res: Results, machine: str) -> None:
             f"{cost.get('misses', 0)} misses one after another, the local generator answering "
             "after 2 s, after 100 warm-up misses: each answer took the client "
             f"**{_ms(added)}** more than the 2 s at the median"
-            f" (target ≤ 5 ms: {verdict(added, 5, False)}; fastest "
-            f"{_ms(cost.get('added_min_ms'))}, slowest {_ms(cost.get('added_max_ms'))}). "
+            f" (fastest {_ms(cost.get('added_min_ms'))}, slowest {_ms(cost.get('added_max_ms'))}). "
             f"`Server-Timing` stage medians: {stages} (`generate` holds the 2 s and `analyse`, "
             "the decode and focal point of the new original; `store` runs while `transform` "
             "makes the variant, and the answer waits for both).",
@@ -153,21 +152,17 @@ def write_report(res: Results, machine: str) -> None:
 
 def _generation_lines(gen: dict[str, Any]) -> list[str]:
     label = gen["label"]
-    limit = 4.0 if "PostgreSQL" in label else 3.0
-    has_target = gen["count"] >= 500
+    # The targets are same-run ratios against raw libvips, not seconds: the machine is
+    # shared and its speed drifts (file store ≥ 1.2x, S3 + PostgreSQL ≥ 0.8x).
+    target = 0.8 if "PostgreSQL" in label else 1.2
+    has_target = gen["count"] >= 500 and gen.get("project", "demo") == "demo"
     all_ok = all(b["ok_misses"] == gen["count"] for b in gen.get("bursts") or [gen])
-    wall_verdict = (
-        ("**met**" if gen["wall_s"] <= limit and all_ok else "**missed**")
-        if has_target
-        else "(no target)"
-    )
     stages = ", ".join(f"{k} {_ms(v)}" for k, v in gen["stages_p50_ms"].items())
     cpu = gen.get("server_cpu_ms_per_miss")
     drawing = gen.get("drawing_cpu_ms")
     own = _own_cpu(gen)
     others = gen.get("other_cpu_ms_per_miss") or {}
     other_text = "".join(f"; {name}, {_ms(ms)}" for name, ms in others.items())
-    own_verdict = f" (target ≤ 5 ms: {verdict(own, 5, False)})" if has_target else ""
     bursts = gen.get("bursts") or []
     each = (
         f" The median of {len(bursts)} bursts on the same gateway, one after another once it "
@@ -187,8 +182,14 @@ def _generation_lines(gen: dict[str, Any]) -> list[str]:
             f"took {beyond:.2f} s for everything the misses cost (decode, focal point, store "
             f"write, variant, HTTP, bookkeeping); libvips alone, thumbnailing the same number "
             f"of placeholders to 256 px JPEGs on one thread a core, took {raw:.2f} s: "
-            f"promptpix ÷ raw libvips **{raw / beyond:.2f}x** (above 1: the gateway answers "
-            "the misses in less time than libvips alone takes to make their thumbnails).",
+            f"promptpix ÷ raw libvips **{raw / beyond:.2f}x** ("
+            + (
+                f"target ≥ {target}x: {verdict(raw / beyond if all_ok else 0.0, target)}; "
+                if has_target
+                else ""
+            )
+            + "above 1: the gateway answers the misses in less time than libvips alone "
+            "takes to make their thumbnails).",
             "",
         ]
         if raw and beyond > 0
@@ -198,16 +199,15 @@ def _generation_lines(gen: dict[str, Any]) -> list[str]:
         f"### {label}",
         "",
         f"{gen['count']} concurrent distinct misses, local generator at 2 s latency: all "
-        f"answered after **{gen['wall_s']:.2f} s**"
-        + (f" (target ≤ {limit:.0f} s: {wall_verdict})" if has_target else "")
-        + f"; {gen['ok_misses']} answered 200 MISS (statuses seen: {gen['statuses']}). "
+        f"answered after **{gen['wall_s']:.2f} s**; {gen['ok_misses']} answered 200 MISS "
+        f"(statuses seen: {gen['statuses']}). "
         f"Seen by the client: median {gen['client_p50_ms']:.0f} ms, slowest "
         f"{gen['client_max_ms']:.0f} ms.{each}",
         "",
         f"CPU per generation (/proc user + system time over the run, divided by the misses): "
         f"the gateway's {gen.get('workers', 1)} workers {_ms(cpu)}, of which the local "
         f"generator's drawing (a provider's work, done elsewhere in production) is about "
-        f"{_ms(drawing)}: the gateway's own work, **{_ms(own)}**{own_verdict}{other_text}. "
+        f"{_ms(drawing)}: the gateway's own work, **{_ms(own)}**{other_text}. "
         "With the background work the misses left "
         f"(embedding their prompts, once the burst is over{_background(gen)}) the gateway's "
         f"figure is {_ms(gen.get('server_cpu_ms_per_miss_with_background'))}.",
