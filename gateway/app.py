@@ -4,6 +4,7 @@ lifespan (start the backends; at shutdown, finish and store what is under way)."
 from __future__ import annotations
 
 import logging
+from importlib.metadata import version
 
 from starlette.routing import Router
 
@@ -15,7 +16,7 @@ from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
 
 from .admission import Admission
-from .api import admin, urls
+from .api import admin, openapi, urls
 from .api.routing import JsonRoute as Route
 from .api.routing import routes
 from .config import Config
@@ -130,6 +131,7 @@ class App:
             *urls.operations(self.projects, rules, cfg.server.public_url),
             health.providers_operation(public=cfg.demo_enabled),
         ]
+        self.operations.append(openapi.operation(self.operations, version("promptpix")))
         plain = [
             Route(path, fn, methods=methods)
             for path, fn, methods in (
