@@ -143,7 +143,12 @@ class SqlControlStore(abc.ABC):
         False when it was not granted, or was already settled or released."""
         if reservation.id not in self._open:
             return False
-        await self._end(reservation, usagetx.release(reservation))
+        self._open.discard(reservation.id)  # at once: a second call meanwhile does nothing
+        try:
+            await self._run(usagetx.release(reservation), "write")
+        except BaseException:
+            self._open.add(reservation.id)  # not given back: it can be tried again
+            raise
         return True
 
     async def settle(
@@ -202,14 +207,6 @@ class SqlControlStore(abc.ABC):
                 done.exception()  # each caller raises it; none is left unretrieved
             else:
                 done.set_result(None)
-
-    async def _end(self, reservation: Reservation, transaction: Tx[None]) -> None:
-        self._open.discard(reservation.id)  # at once: a second call meanwhile does nothing
-        try:
-            await self._run(transaction, "write")
-        except BaseException:
-            self._open.add(reservation.id)  # not ended: it can be tried again
-            raise
 
     async def usage(self, slug: str, period: str) -> Usage:
         return await self._run(usagetx.usage(slug, check_period(period)), "read")

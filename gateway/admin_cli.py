@@ -143,11 +143,8 @@ async def _act(control: Control, args: argparse.Namespace) -> Any:
             body = {"name": args.name, "scopes": args.scopes.split(",")}
             return await control.create_key(args.slug, msgspec.convert(body, KeyBody))
         if args.action == "list":
-            await control.get(args.slug)
             return {"keys": await control.list_keys(args.slug)}
-        revoked = await store.revoke_key(args.slug, args.id)
-        if not revoked:
-            raise ControlError("no key with that id in this project")
+        await control.revoke_key(args.slug, args.id)
         return {"id": args.id, "revoked": True}
     if args.action == "create":
         body = msgspec.convert({"slug": args.slug, **_fields(args)}, ProjectBody)

@@ -35,10 +35,6 @@ class Principal:
     admin: bool = False
     key: ApiKey | None = None
 
-    @property
-    def project(self) -> str | None:
-        return self.key.project if self.key is not None else None
-
 
 ANONYMOUS = Principal()
 
@@ -105,8 +101,10 @@ class Admission:
     def terms(self, project: Project, peer: str, headers: Headers) -> Terms:
         """What a generation for this request may cost, charged to `project` and counted
         against the client's rate limit."""
-        forwarded = [v.decode("latin-1") for n, v in headers if n == b"x-forwarded-for"]
-        client = client_ip(peer, forwarded, self.trusted_proxies)
+        client = peer
+        if self.trusted_proxies:  # else X-Forwarded-For is the client's own word: ignored
+            forwarded = [v.decode("latin-1") for n, v in headers if n == b"x-forwarded-for"]
+            client = client_ip(peer, forwarded, self.trusted_proxies)
         return Terms(
             charge=self.spending.charge(project, client),
             among=project.generators,
@@ -115,10 +113,6 @@ class Admission:
         )
 
     # --- the API -----------------------------------------------------------------------
-
-    @property
-    def admin_configured(self) -> bool:
-        return self._admin is not None
 
     def is_admin(self, token: str) -> bool:
         return (

@@ -23,11 +23,18 @@ from .api.models import (
     ProjectPatch,
     Quota,
     RateLimit,
+    SecretCreated,
+    SecretOut,
     UsageOut,
 )
-from .errors import BadParameter, UnknownProject
+from .errors import BadParameter, NotFound, UnknownProject
 
-LIMITS = ("quota", "rate_limit", "budget")
+# A limit's body (`{"generations_per_month": 100}`) and the record's value (100).
+LIMITS = {
+    "quota": "generations_per_month",
+    "rate_limit": "misses_per_minute",
+    "budget": "usd_per_month",
+}
 
 
 class Control:
@@ -52,12 +59,9 @@ class Control:
                     param="generators",
                 )
             fields["generators"] = tuple(generators)
-        if "quota" in fields and fields["quota"] is not None:
-            fields["quota"] = fields["quota"]["generations_per_month"]
-        if "rate_limit" in fields and fields["rate_limit"] is not None:
-            fields["rate_limit"] = fields["rate_limit"]["misses_per_minute"]
-        if "budget" in fields and fields["budget"] is not None:
-            fields["budget"] = fields["budget"]["usd_per_month"]
+        for name, inner in LIMITS.items():
+            if fields.get(name) is not None:
+                fields[name] = fields[name][inner]
         return fields
 
     async def create(self, body: ProjectBody) -> ProjectCreated:
@@ -89,7 +93,24 @@ class Control:
         return KeyCreated(**_key(key), key=text)
 
     async def list_keys(self, slug: str) -> list[KeyOut]:
+        await self.get(slug)  # 404 for a project that is not there
         return [KeyOut(**_key(k)) for k in await self.store.list_keys(slug)]
+
+    async def revoke_key(self, slug: str, key_id: str) -> None:
+        if not await self.store.revoke_key(slug, key_id):
+            raise NotFound("no key with that id in this project")
+
+    async def add_secret(self, slug: str) -> SecretCreated:
+        secret_id, secret = await self.store.add_secret(slug)
+        return SecretCreated(id=secret_id, signing_secret=secret)
+
+    async def list_secrets(self, slug: str) -> list[SecretOut]:
+        listed = await self.store.list_secrets(slug)
+        return [SecretOut(id=s.id, created_at=s.created_at) for s in listed]
+
+    async def delete_secret(self, slug: str, secret_id: str) -> None:
+        if not await self.store.delete_secret(slug, secret_id):
+            raise NotFound("no signing secret with that id in this project")
 
     async def usage(self, slug: str, period: str | None = None) -> UsageOut:
         project = await self.store.get_project(slug)

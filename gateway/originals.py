@@ -117,7 +117,6 @@ class Originals:
                 await lease.release()
         analysed = new.analysed
         # The variant asked for may start from the pixels the analysis decoded.
-
         self.tiers.pixels.put(Tiers.pixels_name(key, analysed.scale), analysed.source)
         self.tiers.originals.put(key, original)
         return original, MISS

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
 from typing import Protocol
 
 from promptpix.cache.control import ControlStore, Project
@@ -33,19 +32,6 @@ class ProjectSource(Protocol):
     async def version(self) -> int: ...
 
     async def load(self, slug: str) -> Project | None: ...
-
-
-class StaticProjects:
-    """A fixed set of projects, that never changes."""
-
-    def __init__(self, projects: Iterable[Project]) -> None:
-        self._by_slug = {p.slug: p for p in projects}
-
-    async def version(self) -> int:
-        return 0
-
-    async def load(self, slug: str) -> Project | None:
-        return self._by_slug.get(slug)
 
 
 class StoredProjects:

@@ -155,9 +155,6 @@ class Chain:
                 return slot.limits.usd_per_image
         return 0.0
 
-    def is_placeholder(self, generator_id: str) -> bool:
-        return any(s.id == generator_id and _placeholder(s.generator) for s in self.slots)
-
     async def generate(
         self,
         request: GenerationRequest,

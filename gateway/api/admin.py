@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..control import Control
-from ..errors import NotFound
 from .models import (
     Deleted,
     KeyBody,
@@ -19,7 +18,6 @@ from .models import (
     ProjectPatch,
     SecretCreated,
     SecretList,
-    SecretOut,
     UsageOut,
 )
 from .routing import Call, Operation, json_answer
@@ -28,8 +26,6 @@ PROJECT = "/v1/projects/{slug}"
 
 
 def operations(control: Control) -> list[Operation]:
-    store = control.store
-
     async def create(call: Call) -> Any:
         return json_answer(await control.create(call.body), 201)
 
@@ -43,30 +39,23 @@ def operations(control: Control) -> list[Operation]:
         return await control.update(call.params["slug"], call.body)
 
     async def add_secret(call: Call) -> Any:
-        secret_id, secret = await store.add_secret(call.params["slug"])
-        return json_answer(SecretCreated(id=secret_id, signing_secret=secret), 201)
+        return json_answer(await control.add_secret(call.params["slug"]), 201)
 
     async def list_secrets(call: Call) -> Any:
-        listed = await store.list_secrets(call.params["slug"])
-        return SecretList(
-            signing_secrets=[SecretOut(id=s.id, created_at=s.created_at) for s in listed]
-        )
+        return SecretList(signing_secrets=await control.list_secrets(call.params["slug"]))
 
     async def delete_secret(call: Call) -> Any:
-        if not await store.delete_secret(call.params["slug"], call.params["id"]):
-            raise NotFound("no signing secret with that id in this project")
+        await control.delete_secret(call.params["slug"], call.params["id"])
         return Deleted(id=call.params["id"])
 
     async def create_key(call: Call) -> Any:
         return json_answer(await control.create_key(call.params["slug"], call.body), 201)
 
     async def list_keys(call: Call) -> Any:
-        await control.get(call.params["slug"])  # 404 for a project that is not there
         return KeyList(keys=await control.list_keys(call.params["slug"]))
 
     async def revoke_key(call: Call) -> Any:
-        if not await store.revoke_key(call.params["slug"], call.params["id"]):
-            raise NotFound("no key with that id in this project")
+        await control.revoke_key(call.params["slug"], call.params["id"])
         return Deleted(id=call.params["id"])
 
     async def usage(call: Call) -> Any:
