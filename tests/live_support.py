@@ -6,6 +6,8 @@ import asyncio
 import os
 import re
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +145,26 @@ def raw_get(base: str, target: bytes, timeout: float = 30) -> tuple[int, dict[st
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return status, headers, body
+
+
+WITHIN_S = 5.0  # a change to the control plane holds on every worker and replica within this
+
+
+def eventually(check: Callable[[], bool], within: float = WITHIN_S) -> float:
+    """Seconds until `check()` held; fails the test if it does not within `within`."""
+    start = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - start
+        if time.monotonic() - start > within:
+            raise AssertionError(f"not within {within} s")
+        time.sleep(0.1)
+
+
+def checked_client(base: str) -> httpx.Client:
+    """A client for one gateway; every answer is checked: none may be a server error."""
+
+    def no_server_error(response: httpx.Response) -> None:
+        assert response.status_code < 500, (response.status_code, response.read()[:300])
+
+    return httpx.Client(base_url=base, timeout=60, event_hooks={"response": [no_server_error]})

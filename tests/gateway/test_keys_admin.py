@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live_support import assert_error, start_gateway
+from tests.live_support import assert_error, checked_client, eventually, start_gateway
 from tests.services import Gateway
 
 pytestmark = pytest.mark.timeout(60)
 
 ADMIN = "keys-admin-token-0123456789abcdef"
 PROMPTPIX = Path(sys.executable).parent / "promptpix"
-WITHIN_S = 5.0  # a change made through the admin API or the CLI is seen within this
 MIB = 1 << 20
 
 # Every credential this module was shown: none may ever be written to a gateway's log.
@@ -40,15 +39,6 @@ def remember(value: str) -> str:
     return value
 
 
-def checked_client(base: str) -> httpx.Client:
-    """A client for one gateway; every answer is checked: none may be a server error."""
-
-    def no_server_error(response: httpx.Response) -> None:
-        assert response.status_code < 500, (response.status_code, response.read()[:300])
-
-    return httpx.Client(base_url=base, timeout=60, event_hooks={"response": [no_server_error]})
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -56,17 +46,6 @@ def bearer(token: str) -> dict[str, str]:
 def full_log(gateway: Gateway) -> str:
     """The gateway's whole log (not only its tail)."""
     return (gateway.root / f"gateway-{gateway.port}.log").read_text(errors="replace")
-
-
-def eventually(check: Callable[[], bool], within: float = WITHIN_S) -> float:
-    """Seconds until `check()` held; fails the test if it does not within `within`."""
-    start = time.monotonic()
-    while True:
-        if check():
-            return time.monotonic() - start
-        if time.monotonic() - start > within:
-            raise AssertionError(f"not within {within} s")
-        time.sleep(0.1)
 
 
 def new_slug(what: str = "p") -> str:

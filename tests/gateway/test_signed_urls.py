@@ -11,9 +11,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,21 @@ import httpx
 import pytest
 
 from promptpix.gateway.signing import sign
-from tests.live_support import assert_error, generations, raw_get, start_gateway
+from tests.live_support import (
+    WITHIN_S,
+    assert_error,
+    checked_client,
+    eventually,
+    generations,
+    raw_get,
+    start_gateway,
+)
 from tests.services import Gateway
 
 pytestmark = pytest.mark.timeout(60)
 
 ADMIN = "signed-urls-admin-token-0123456789"
 PROMPTPIX = Path(sys.executable).parent / "promptpix"
-WITHIN_S = 5.0  # a change made through the admin API is seen within this
 # A sample line of /metrics; label values may hold braces (`route="/v1/projects/{slug}"`).
 
 
@@ -58,13 +64,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 @pytest.fixture(scope="module")
 def client(gateway: Gateway) -> Iterator[httpx.Client]:
     """Every answer of the gateway is checked: none may be a server error."""
-
-    def no_server_error(response: httpx.Response) -> None:
-        assert response.status_code < 500, (response.status_code, response.read()[:300])
-
-    with httpx.Client(
-        base_url=gateway.url, timeout=60, event_hooks={"response": [no_server_error]}
-    ) as http:
+    with checked_client(gateway.url) as http:
         yield http
 
 
@@ -153,17 +153,6 @@ def sig_of(url: str) -> str:
 
 def unsigned(url: str) -> str:
     return without(url, "sig")
-
-
-def eventually(check: Callable[[], bool], within: float = WITHIN_S) -> float:
-    """Seconds until `check()` held; fails the test if it does not within `within`."""
-    start = time.monotonic()
-    while True:
-        if check():
-            return time.monotonic() - start
-        if time.monotonic() - start > within:
-            raise AssertionError(f"not within {within} s")
-        time.sleep(0.1)
 
 
 def assert_required(response: httpx.Response) -> None:
