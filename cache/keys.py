@@ -32,22 +32,25 @@ def original_key(
     seed: int,
     enhance: bool,
     model: str,
+    references: Sequence[str] = (),
 ) -> str:
-    """The key of an original; `ratio` is the native ratio it is generated at."""
-    return content_key(
-        "original",
-        [
-            project,
-            style_version,
-            prompt,
-            f"{ratio[0]}:{ratio[1]}",
-            style,
-            neg,
-            seed,
-            int(enhance),
-            model,
-        ],
-    )
+    """The key of an original; `ratio` is the native ratio it is generated at, and
+    `references` the content keys of the images sent with the prompt (an original made
+    without any keeps the key it always had)."""
+    parts: list[object] = [
+        project,
+        style_version,
+        prompt,
+        f"{ratio[0]}:{ratio[1]}",
+        style,
+        neg,
+        seed,
+        int(enhance),
+        model,
+    ]
+    if references:
+        parts.append(list(references))
+    return content_key("original", parts)
 
 
 def variant_key(original: str, t: TransformParams) -> str:

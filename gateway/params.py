@@ -60,6 +60,9 @@ class GenerationParams:
     seed: int
     enhance: bool
     model: str
+    # The stored images sent as references (assets' ids, or a flow's originals' keys), in
+    # the order the prompt names them: the key covers their content, never their names.
+    references: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -73,6 +76,7 @@ class GenerationParams:
             self.seed,
             self.enhance,
             self.model,
+            self.references,
         )
 
 
