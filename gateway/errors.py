@@ -98,6 +98,18 @@ class UnknownProject(NotFound):
     code = "unknown_project"
 
 
+class UnknownAsset(NotFound):
+    code = "unknown_asset"
+
+
+class UnknownGeneration(NotFound):
+    code = "unknown_generation"
+
+
+class UnknownFlow(NotFound):
+    code = "unknown_flow"
+
+
 class MethodNotAllowed(GatewayError):
     status = 405
     code = "method_not_allowed"
@@ -114,6 +126,13 @@ class Conflict(GatewayError):
 class ContentRefused(GatewayError):
     status = 422
     code = "content_refused"
+
+
+class ReferencesUnsupported(GatewayError):
+    """Reference images were given, and no generator the request may use takes images."""
+
+    status = 422
+    code = "references_unsupported"
 
 
 class ImageTooLarge(GatewayError):
