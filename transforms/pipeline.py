@@ -53,18 +53,12 @@ Step = Callable[[Context], None]
 
 
 def crop_to_view(ctx: Context) -> None:
-    """A ratio that is not native is a crop of the native original around its focal point."""
+    """A ratio that is not native is a crop of the native original, keeping what `anchor`
+    says (by default the focal point), as the `cover` crop to the box does."""
     view, native = ctx.params.view, ctx.native
     if view[0] * native[1] == view[1] * native[0]:  # 21:9 arrives reduced, as 7:3
         return
-    full_w, full_h = ctx.full
-    left, top, w, h = crop_box(full_w, full_h, view[0], view[1], ctx.focal)
-    if (w, h) == (full_w, full_h):
-        return
-    fx = (ctx.focal[0] * full_w - left) / w
-    fy = (ctx.focal[1] * full_h - top) / h
-    ctx.crop(left, top, w, h)
-    ctx.focal = (min(max(fx, 0.0), 1.0), min(max(fy, 0.0), 1.0))
+    _crop_anchored(ctx, *view)
 
 
 def plan(ctx: Context) -> None:
@@ -76,7 +70,7 @@ def resize(ctx: Context) -> None:
     p = ctx.params
     box_w, box_h = ctx.box
     if p.fit == "cover" and (box_w, box_h) != ctx.full:
-        _crop_for_cover(ctx, box_w, box_h)
+        _crop_anchored(ctx, box_w, box_h)
     img = ctx.image
     out_w, out_h = fit_size(*ctx.full, box_w, box_h, p.fit)
     if (out_w, out_h) != (img.width, img.height):
@@ -89,14 +83,18 @@ def resize(ctx: Context) -> None:
     ctx.image = img
 
 
-def _crop_for_cover(ctx: Context, box_w: int, box_h: int) -> None:
+def _crop_anchored(ctx: Context, ratio_w: int, ratio_h: int) -> None:
+    """Crop to the largest box of ratio `ratio_w:ratio_h`, keeping what the anchor says:
+    the focal point, a named side or fractions, or libvips' choice of the most interesting
+    region (`attention`, `entropy`)."""
     anchor = ctx.params.anchor
+    full_w, full_h = ctx.full
     if anchor in ("attention", "entropy"):
         img = ctx.image
-        _, _, crop_w, crop_h = crop_box(img.width, img.height, box_w, box_h, (0.5, 0.5))
-        _, _, full_w, full_h = crop_box(*ctx.full, box_w, box_h, (0.5, 0.5))
+        _, _, crop_w, crop_h = crop_box(img.width, img.height, ratio_w, ratio_h, (0.5, 0.5))
         if (crop_w, crop_h) != (img.width, img.height):
             ctx.image = img.smartcrop(crop_w, crop_h, interesting=anchor)
+        _, _, full_w, full_h = crop_box(full_w, full_h, ratio_w, ratio_h, (0.5, 0.5))
         ctx.full = (full_w, full_h)
         return
     if anchor == "focal":
@@ -105,7 +103,14 @@ def _crop_for_cover(ctx: Context, box_w: int, box_h: int) -> None:
         point = ANCHOR_POINTS[anchor]
     else:
         point = anchor
-    ctx.crop(*crop_box(*ctx.full, box_w, box_h, point))
+    left, top, w, h = crop_box(full_w, full_h, ratio_w, ratio_h, point)
+    if (w, h) == (full_w, full_h):
+        return
+    # The focal point moves with the crop: a later `cover` crop around it still finds it.
+    fx = (ctx.focal[0] * full_w - left) / w
+    fy = (ctx.focal[1] * full_h - top) / h
+    ctx.crop(left, top, w, h)
+    ctx.focal = (min(max(fx, 0.0), 1.0), min(max(fy, 0.0), 1.0))
 
 
 def strip_background(ctx: Context) -> None:

@@ -185,6 +185,20 @@ def test_anchors_choose_what_a_crop_keeps(live: httpx.Client) -> None:
         assert size_of(get(live, ar="1:1", w="200", h="50", anchor=anchor).content) == (200, 50)
 
 
+def test_anchors_choose_the_crop_to_a_custom_ratio(live: httpx.Client) -> None:
+    # ar=1:3 is a 448x1344 crop of the 9:16 original (768x1344): the anchor says which.
+    native = image(get(live, ar="9:16", fmt="png").content)
+    left = get(live, ar="1:3", anchor="left", fmt="png")
+    right = get(live, ar="1:3", anchor="right", fmt="png")
+    assert left.content != right.content
+    assert left.headers["etag"] != right.headers["etag"]
+    assert left.headers["x-image-id"] == right.headers["x-image-id"]  # one original
+    assert size_of(left.content) == size_of(right.content) == (448, 1344)
+    assert (image(left.content) - native.crop(0, 0, 448, 1344)).abs().avg() < 1
+    assert (image(right.content) - native.crop(320, 0, 448, 1344)).abs().avg() < 1
+    assert (image(left.content) - native.crop(320, 0, 448, 1344)).abs().avg() > 5
+
+
 def test_blur_softens(live: httpx.Client) -> None:
     sharp = image(get(live, w="200", fmt="png").content)
     soft = image(get(live, w="200", fmt="png", blur="8").content)
