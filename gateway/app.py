@@ -16,7 +16,7 @@ from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
 
 from .admission import Admission
-from .api import admin, openapi, urls
+from .api import admin, docs, openapi, urls
 from .api.routing import JsonRoute as Route
 from .api.routing import routes
 from .config import Config
@@ -126,10 +126,12 @@ class App:
         health = Health(self.backends, self.chain, self.pool, self.images, self.metrics)
         self.metrics.watch(health.gauges)  # several workers: each publishes its own
         self.control = Control(store, self.chain.ids)
+        self.docs = docs.Docs()
         self.operations = [
             *admin.operations(self.control),
             *urls.operations(self.projects, rules, cfg.server.public_url),
             health.providers_operation(public=cfg.demo_enabled),
+            self.docs.operation(),
         ]
         self.operations.append(openapi.operation(self.operations, version("promptpix")))
         plain = [
@@ -138,6 +140,7 @@ class App:
                 ("/healthz", health.healthz, ["GET", "HEAD"]),
                 ("/readyz", health.readyz, ["GET", "HEAD"]),
                 ("/metrics", health.metrics, ["GET"]),
+                (docs.ASSET_PATH, self.docs.asset, ["GET", "HEAD"]),
             )
         ]
         self.router = Router(
