@@ -22,6 +22,7 @@ from promptpix.transforms.crop import crop_to_ratio
 from promptpix.transforms.errors import TransformError
 from promptpix.transforms.executor import TransformPool
 
+from .errors import ReferencesUnsupported
 from .metrics import Metrics
 from .params import GenerationParams
 from .records import generation_row, original_meta
@@ -41,6 +42,10 @@ class Terms:
 
 
 FREE = Terms()
+REFERENCE_NOTE = (
+    "{n} reference image(s) are attached, in the order the prompt names them (@name): "
+    "keep what they show recognisable."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +77,26 @@ class Generation:
         self.vision = vision
 
     def candidates(self, gen: GenerationParams, terms: Terms) -> list[str]:
-        return self.chain.candidates(gen.model, terms.among)
+        """The generators that may answer, in order. With reference images, only those that
+        take images; none of them: a 422 before anything is reserved or called."""
+        found = self.chain.candidates(gen.model, terms.among, references=bool(gen.references))
+        if gen.references and not found:
+            raise ReferencesUnsupported(
+                "the prompt sends reference images, and no generator this request may use "
+                f"takes images ({', '.join(self.chain.candidates(gen.model, terms.among))})",
+                param="references",
+            )
+        return found
 
     async def generate(
-        self, gen: GenerationParams, key: str, timings: dict[str, float], terms: Terms = FREE
+        self,
+        gen: GenerationParams,
+        key: str,
+        timings: dict[str, float],
+        terms: Terms = FREE,
+        references: tuple[bytes, ...] = (),
     ) -> NewOriginal:
+        """`references`: the bytes of `gen.references`, in order."""
         started = time.perf_counter()
         prompt = await prepare(
             gen.prompt,
@@ -88,6 +108,9 @@ class Generation:
         )
         if terms.system_prompt:
             prompt = dataclasses.replace(prompt, sent=f"{terms.system_prompt}\n\n{prompt.sent}")
+        if references:
+            note = REFERENCE_NOTE.format(n=len(references))
+            prompt = dataclasses.replace(prompt, sent=f"{prompt.sent}\n\n{note}")
         stage(self.metrics, timings, "prompt", started)
         request = GenerationRequest(
             key=key,
@@ -97,6 +120,7 @@ class Generation:
             negative=gen.neg,
             seed=gen.seed,
             style=gen.style,
+            references=references,
         )
         started = time.perf_counter()
         try:

@@ -7,6 +7,7 @@ look-up after admission, not a parse.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .failures import answer_for
 from .images import Images
 from .metrics import Metrics
 from .params import ImageRequest, ParseRules, parse_fields, split_query
+from .references import References
 from .responses import COMMON, EXPOSE, TIMING_ALLOW, Headers, etag_matches, send, send_error
 from .responses import server_timing as timing_header
 from .tiers import HIT, PLACEHOLDER, SIMILAR, Variant
@@ -52,8 +54,10 @@ class LiveImages:
         cache_control: str,
         similar_cache_control: str = "public, max-age=300",
         fallback_cache_control: str = "public, max-age=60",
+        references: References | None = None,
     ) -> None:
         self.images = images
+        self.references = references
         self.admission = admission
         self.rules = rules
         self.metrics = metrics
@@ -106,6 +110,8 @@ class LiveImages:
         try:
             fields = signed if signed is not None else split_query(query)
             request = parse_fields(fields, project, self.rules, accept.decode("latin-1"))
+            if self.references is not None and "@" in request.gen.prompt:
+                request = await self._with_references(project, request)
             vkey = request.variant_key
             parsed_ms = (time.perf_counter() - started) * 1000
             if if_none_match and etag_matches(if_none_match, b'"' + vkey.encode() + b'"'):
@@ -119,7 +125,9 @@ class LiveImages:
         except Exception as exc:  # every failure leaves as a JSON answer, never a bare 500
             await self._fail(send_, exc, head)
             return
-        if status not in STAND_INS:  # the URL's own image is still to be made: ask again
+        # A stand-in: the URL's own image is still to be made, ask again. An `@alias`: the
+        # alias may move, and the URL then names another image.
+        if status not in STAND_INS and not request.gen.references:
             self._remember(path, query, project, vkey, request)
         stages = [("parse", parsed_ms)]
         if status != HIT:
@@ -127,6 +135,15 @@ class LiveImages:
         await self._answer(
             send_, variant, status, request.negotiated, if_none_match, head, started, stages
         )
+
+    async def _with_references(self, project: Project, request: ImageRequest) -> ImageRequest:
+        """The request with the images its prompt's `@alias`es name now."""
+        assert self.references is not None
+        found = await self.references.resolve(project.slug, request.gen.prompt)
+        if not found.keys:
+            return request
+        gen = dataclasses.replace(request.gen, references=found.keys)
+        return dataclasses.replace(request, gen=gen)
 
     def _remember(
         self, path: str, query: bytes, project: Project, vkey: str, req: ImageRequest

@@ -10,6 +10,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cachetools import LRUCache
+
 from promptpix.cache.index import IndexWriter, original_row
 from promptpix.cache.leases import Leases, acquire
 from promptpix.cache.semantic import SemanticCache
@@ -17,6 +19,7 @@ from promptpix.cache.singleflight import SingleFlight
 from promptpix.cache.store import Store, StoredOriginal, StoreUnavailable
 from promptpix.transforms.source import header
 
+from .errors import UnknownAsset
 from .generation import FREE, Generation, NewOriginal, Terms, stage
 from .metrics import Metrics
 from .params import GenerationParams
@@ -25,6 +28,7 @@ from .tiers import MISS, PLACEHOLDER, TRANSFORM, Original, Tiers
 
 log = logging.getLogger("promptpix.originals")
 
+META_ENTRIES = 50_000
 LEASE_WAIT_S = 600.0  # after this long waiting for another holder, go ahead without a lease
 
 
@@ -56,6 +60,9 @@ class Originals:
         self.semantic = semantic
         self.lease_wait_s = lease_wait_s
         self.flight: SingleFlight[tuple[Original, str]] = SingleFlight()
+        # What the API answers with about an original (generator, prompt sent, focal point,
+        # timings): kept apart from the bytes, so a repeat needs neither memory nor a read.
+        self.metas: LRUCache[str, dict[str, Any]] = LRUCache(META_ENTRIES)
         self._storing: set[asyncio.Future[None]] = set()
 
     async def get(
@@ -127,13 +134,15 @@ class Originals:
         """Generate, charged to the project: reserved first (a refusal is a 429 and no call
         to any generator), settled at the answering generator's price, or given back."""
         charge = terms.charge
+        candidates = self.generation.candidates(gen, terms)  # none that can: a 422, no charge
+        references = await self._references(gen)
         if charge is None:
-            return await self.generation.generate(gen, key, timings, terms)
+            return await self.generation.generate(gen, key, timings, terms, references)
         started = time.perf_counter()
-        held = await charge.reserve(self.generation.candidates(gen, terms))
+        held = await charge.reserve(candidates)
         stage(self.metrics, timings, "quota", started)
         try:
-            new = await self.generation.generate(gen, key, timings, terms)
+            new = await self.generation.generate(gen, key, timings, terms, references)
         except BaseException:
             await charge.release(held)
             raise
@@ -143,12 +152,42 @@ class Originals:
             await charge.settle(held, str(new.meta["generator"]))
         return new
 
-    @staticmethod
+    async def _references(self, gen: GenerationParams) -> tuple[bytes, ...]:
+        """The reference images' bytes: uploaded assets and a flow's originals, all in the
+        store under their keys (a flow's newest are still in memory)."""
+        out = []
+        for key in gen.references:
+            hot = self.tiers.originals.get(key)
+            if hot is not None:
+                out.append(hot.data)
+                continue
+            stored = await self.read(key, or_fail=True)
+            if stored is None:
+                raise UnknownAsset(f"the reference image {key} is not stored", param="references")
+            out.append(stored.data)
+        return tuple(out)
+
+    async def meta(self, key: str) -> dict[str, Any] | None:
+        """An original's stored metadata: from memory, else read from the store."""
+        found = self.metas.get(key)
+        if found is not None:
+            return found
+        stored = await self.read(key)
+        if stored is None:
+            return None
+        self.metas[key] = stored.meta
+        return stored.meta
+
     def _original(
-        gen: GenerationParams, key: str, new: NewOriginal, stored: asyncio.Future[None] | None
+        self,
+        gen: GenerationParams,
+        key: str,
+        new: NewOriginal,
+        stored: asyncio.Future[None] | None,
     ) -> Original:
         """A new original; `stored`: its store write, which every answer waits for."""
         head, focal = new.analysed.header, new.meta["focal_point"]
+        self.metas[key] = new.meta
         return Original(
             key,
             new.data,
@@ -189,6 +228,7 @@ class Originals:
             meta,
         )
         self.tiers.originals.put(stored.key, original)
+        self.metas[stored.key] = meta
         return original
 
     def _begin_store(

@@ -141,12 +141,19 @@ class Chain:
                 except Exception as exc:  # closing is best effort
                     log.debug("closing %s: %s", slot.id, exc)
 
-    def candidates(self, only: str = "", among: Sequence[str] | None = None) -> list[str]:
+    def candidates(
+        self, only: str = "", among: Sequence[str] | None = None, *, references: bool = False
+    ) -> list[str]:
         """The ids a request may be answered by, in the order they are tried: the chain's,
-        or `among`'s (a project's subset of it); `only` pins one of them."""
-        known = set(self.ids)
+        or `among`'s (a project's subset of it); `only` pins one of them. With `references`,
+        only the generators that take reference images."""
+        known = {s.id: s.generator for s in self.slots}
         order = self.ids if among is None else [g for g in among if g in known]
-        return [g for g in order if not only or g == only]
+        return [
+            g
+            for g in order
+            if (not only or g == only) and (not references or takes_references(known[g]))
+        ]
 
     def price(self, generator_id: str) -> float:
         """What one image of `generator_id` costs, in USD."""
@@ -170,7 +177,9 @@ class Chain:
         timings: dict[str, float] = {}
         refused: Refused | None = None
         by_id = {s.id: s for s in self.slots}
-        slots = [by_id[g] for g in self.candidates(only, among)]
+        slots = [
+            by_id[g] for g in self.candidates(only, among, references=bool(request.references))
+        ]
         if not stand_in:
             slots = [s for i, s in enumerate(slots) if i == 0 or not _placeholder(s.generator)]
         if not slots:
@@ -294,6 +303,11 @@ def backoff(lim: Limits, attempt: int, retry_after: float | None) -> float:
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
+
+
+def takes_references(generator: Generator) -> bool:
+    """Whether the generator sends reference images with the prompt (Gemini's image parts)."""
+    return bool(getattr(generator, "takes_references", False))
 
 
 def _placeholder(generator: Generator) -> bool:

@@ -117,6 +117,7 @@ def _errors() -> Any:
 class GeminiGenerator:
     kind = "gemini"
     native_sizes = NATIVE_SIZES
+    takes_references = True  # sent as input image parts after the prompt
 
     def __init__(
         self, settings: GeminiSettings, *, timeout_s: float = 120.0, id: str = "gemini"

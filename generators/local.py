@@ -82,6 +82,7 @@ class LocalGenerator:
     id = "local"
     model = "local-placeholder-1"
     placeholder = True  # behind a paid generator it only stands in for one that failed
+    takes_references = True  # shown as insets along the bottom edge, in the order given
 
     def __init__(self, latency_ms: int = 0) -> None:
         self.latency_s = max(0, latency_ms) / 1000
@@ -121,7 +122,37 @@ def render(request: GenerationRequest) -> bytes:
     strip = _strip(scene, label, request.prompt, plain)
     # The strip is whole rows across the full width: row by row, it is the scene's start.
     pixels = strip.tobytes() + scene.pixels[strip.nbytes :]
+    if request.references:
+        pixels = _insets(pixels, width, height, request.references)
     return encode(pyvips.Image.new_from_memory(pixels, width, height, 3, "uchar"), QUALITY, pixels)
+
+
+def _insets(pixels: bytes, width: int, height: int, references: tuple[bytes, ...]) -> bytes:
+    """The reference images as framed thumbnails along the bottom edge, right to left: the
+    placeholder shows what it was given."""
+    canvas = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3).copy()
+    side = max(16, min(width, height) // 5)
+    margin = max(4, side // 12)
+    right = width - margin
+    for ref in references:
+        thumb = pyvips.Image.thumbnail_buffer(ref, side, height=side)
+        if thumb.interpretation not in ("srgb", "b-w"):
+            thumb = thumb.colourspace("srgb")
+        if thumb.hasalpha():
+            thumb = thumb.flatten(background=[255, 255, 255])
+        if thumb.bands == 1:
+            thumb = thumb.bandjoin([thumb, thumb])
+        thumb = thumb.cast("uchar")
+        tile = np.ndarray(
+            buffer=thumb.write_to_memory(), dtype=np.uint8, shape=(thumb.height, thumb.width, 3)
+        )
+        left, top = right - thumb.width, height - margin - thumb.height
+        if left - margin < 0 or top - margin < 0:
+            break
+        canvas[top - 2 : top + thumb.height + 2, left - 2 : left + thumb.width + 2] = 255
+        canvas[top : top + thumb.height, left : left + thumb.width] = tile[:, :, :3]
+        right = left - 2 * margin
+    return canvas.tobytes()
 
 
 def colour_words(prompt: str) -> tuple[tuple[int, int, int], ...]:
