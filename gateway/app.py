@@ -16,7 +16,7 @@ from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
 
 from .admission import Admission
-from .api import admin, docs, openapi, urls
+from .api import admin, docs, openapi, prompts, urls
 from .api.routing import JsonRoute as Route
 from .api.routing import routes
 from .config import Config
@@ -130,6 +130,7 @@ class App:
         self.operations = [
             *admin.operations(self.control),
             *urls.operations(self.projects, rules, cfg.server.public_url),
+            *prompts.operations(self.llm),
             health.providers_operation(public=cfg.demo_enabled),
             self.docs.operation(),
         ]
