@@ -17,3 +17,7 @@ class UnreadableImage(TransformError):
 
 class PoolFull(TransformError):
     """Every transform slot and queue place is taken."""
+
+
+class UnsupportedFormat(TransformError):
+    """The bytes are not in a format the gateway takes (told by their first bytes)."""

@@ -11,6 +11,7 @@ ALLOWED_LOADERS = (
     "VipsForeignLoadPng",
     "VipsForeignLoadWebp",
     "VipsForeignLoadHeif",
+    "VipsForeignLoadNsgif",  # uploads may be GIFs (the first frame is the image)
 )
 _configured = False
 
