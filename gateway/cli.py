@@ -61,6 +61,8 @@ def reindex_command() -> int:
         batch = []
         try:
             async for meta in backends.store.metadata():
+                if meta.get("kind") == "asset":  # an upload: its row is in the library
+                    continue
                 batch.append(original_row(meta))
                 if len(batch) >= 500:
                     await index.write(batch)

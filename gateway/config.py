@@ -27,6 +27,7 @@ DEFAULT_CACHE_CONTROL = "public, max-age=31536000, immutable"
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Seconds = Annotated[float, msgspec.Meta(ge=0.1, le=3600)]
 Dimension = Annotated[int, msgspec.Meta(ge=16, le=16384)]
+UploadMegabytes = Annotated[int, msgspec.Meta(ge=1, le=1024)]
 
 SERVER_ENV = {
     "host": "PROMPTPIX_HOST",
@@ -40,6 +41,7 @@ SERVER_ENV = {
     "admin_token": "PROMPTPIX_ADMIN_TOKEN",
     "trusted_proxies": "PROMPTPIX_TRUSTED_PROXIES",
     "public_url": "PROMPTPIX_PUBLIC_URL",
+    "max_upload_mb": "PROMPTPIX_MAX_UPLOAD_MB",
 }
 
 
@@ -60,6 +62,7 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, rename=SERVER_EN
     admin_token: str = ""  # manages projects and keys over the API; empty: the CLI only
     trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
     public_url: str = ""  # how pages reach the gateway (URLs it writes); "": the request's
+    max_upload_mb: UploadMegabytes = 20  # largest asset upload (`POST /v1/assets`), in MiB
 
     def __post_init__(self) -> None:
         try:

@@ -56,6 +56,24 @@ class UnsupportedMediaType(GatewayError):
     code = "unsupported_media_type"
 
 
+# An upload (SPEC §2 "Assets"): refused from its header, before any decode.
+class UploadTooLarge(BodyTooLarge):
+    code = "upload_too_large"  # more bytes than PROMPTPIX_MAX_UPLOAD_MB
+
+
+class UploadTooManyPixels(GatewayError):
+    status = 413
+    code = "image_too_large"  # its header declares more pixels than the budget
+
+
+class UnsupportedImage(UnsupportedMediaType):
+    code = "unsupported_image_type"  # not JPEG, PNG, WebP, AVIF, HEIF or GIF
+
+
+class InvalidImage(BadParameter):
+    code = "invalid_image"  # says it is a supported format, and is not a readable one
+
+
 class UnknownParameter(BadParameter):
     code = "unknown_parameter"
 

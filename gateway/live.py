@@ -22,7 +22,16 @@ from .images import Images
 from .metrics import Metrics
 from .params import ImageRequest, ParseRules, parse_fields, split_query
 from .references import References
-from .responses import COMMON, EXPOSE, TIMING_ALLOW, Headers, etag_matches, send, send_error
+from .responses import (
+    PREFLIGHT,
+    Headers,
+    conditions,
+    etag_matches,
+    image_headers,
+    not_modified_headers,
+    send,
+    send_error,
+)
 from .responses import server_timing as timing_header
 from .tiers import HIT, PLACEHOLDER, SIMILAR, Variant
 from .types import Receive, Scope, Send
@@ -77,13 +86,7 @@ class LiveImages:
             return
         path: str = scope["path"]
         query: bytes = scope["query_string"]
-        accept = b""
-        if_none_match = b""
-        for name, value in scope["headers"]:
-            if name == b"accept":
-                accept = value
-            elif name == b"if-none-match":
-                if_none_match = value
+        accept, if_none_match = conditions(scope["headers"])
         try:
             slug = path[len(PREFIX) :]
             if not slug:
@@ -159,20 +162,7 @@ class LiveImages:
     def _headers(
         self, variant: Variant, negotiated: bool, cache_control: bytes | None = None
     ) -> Headers:
-        headers = [
-            (b"content-type", variant.content_type.encode()),
-            (b"content-length", str(len(variant.data)).encode()),
-            (b"cache-control", cache_control or self.cache_control),
-            (b"etag", b'"' + variant.key.encode() + b'"'),
-            (b"x-image-id", variant.original_key.encode()),
-            (b"x-generator", variant.generator.encode()),
-            *COMMON,
-            EXPOSE,
-            TIMING_ALLOW,
-        ]
-        if negotiated:
-            headers.append((b"vary", b"Accept"))
-        return headers
+        return image_headers(variant, negotiated, cache_control or self.cache_control)
 
     async def _answer(
         self,
@@ -215,26 +205,13 @@ class LiveImages:
         self.metrics.stage_ms.observe(total, "request")
 
     async def _not_modified(self, send_: Send, vkey: str, negotiated: bool) -> None:
-        headers = [
-            (b"etag", b'"' + vkey.encode() + b'"'),
-            (b"cache-control", self.cache_control),
-            *COMMON,
-        ]
-        if negotiated:
-            headers.append((b"vary", b"Accept"))
+        headers = not_modified_headers(vkey, negotiated, self.cache_control)
         await send(send_, 304, headers, b"", head=True)
         self.metrics.requests.inc(ROUTE, "304", "HIT")
 
     async def _not_get(self, method: str, send_: Send) -> None:
         if method == "OPTIONS":
-            headers = [
-                (b"access-control-allow-origin", b"*"),
-                (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
-                (b"access-control-allow-headers", b"*"),
-                (b"access-control-max-age", b"86400"),
-                (b"content-length", b"0"),
-            ]
-            await send(send_, 204, headers, b"", head=True)
+            await send(send_, 204, PREFLIGHT, b"", head=True)
             self.metrics.requests.inc(ROUTE, "204", "")
             return
         await self._fail(send_, err.MethodNotAllowed(f"{method} is not allowed here"), False)

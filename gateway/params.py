@@ -169,9 +169,8 @@ def parse_fields(
     if "model" in raw and model not in allowed:
         raise BadParameter(f"unknown model; one of: {', '.join(sorted(allowed))}", param="model")
 
-    w = _int(raw, "w", 1, rules.max_dimension, None)
-    h = _int(raw, "h", 1, rules.max_dimension, None)
-    dpr = _num(raw, "dpr", 1.0, 4.0, 1.0)
+    box = _box(raw, rules)
+    w, h = box.w, box.h
     if "ar" in raw:
         m = _RATIO.fullmatch(raw["ar"])
         if not m or not (1 <= int(m[1]) <= 64 and 1 <= int(m[2]) <= 64):
@@ -186,6 +185,81 @@ def parse_fields(
     else:
         view = original = (1, 1)
 
+    plain = is_transparent(style)  # the style asks for a plain background
+    transform = _transform(raw, rules, accept, box, view, plain)
+    return ImageRequest(
+        gen=GenerationParams(
+            project=project.slug,
+            style_version=project.style_version,
+            prompt=prompt,
+            ratio=nearest_native(original),
+            style=style,
+            neg=neg,
+            seed=seed,
+            enhance=enhance,
+            model=model,
+        ),
+        transform=transform.params,
+        sig=raw.get("sig"),
+        negotiated=transform.negotiated,
+        needs_alpha=transform.needs_alpha,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Transform:
+    """The transform parameters parsed: the variant's params, with how `fmt` was settled."""
+
+    params: TransformParams
+    negotiated: bool  # `fmt=auto`: the format came from `Accept` (answers carry `Vary`)
+    needs_alpha: bool  # what `fmt=auto` negotiates with
+
+
+def parse_transform(
+    raw: dict[str, str],
+    rules: ParseRules,
+    accept: str = "",
+    *,
+    view: tuple[int, int],
+    plain: bool = False,
+) -> Transform:
+    """Transform parameters alone (and `sig`), for an image that is not generated here (an
+    uploaded asset): `view` is the ratio it is shown at (its own: nothing is cut from it but
+    what `fit` cuts), `plain` asks for a transparent background where the format allows. A
+    generation parameter is a 400 naming it, as is anything unknown or out of range."""
+    for name in raw:
+        if name in GENERATION_PARAMS:
+            raise BadParameter(
+                f"'{name}' is a generation parameter: it does not apply to a stored image",
+                param=name,
+            )
+        if name not in KNOWN_PARAMS:
+            raise UnknownParameter(f"unknown parameter '{name}'", param=_printable(name))
+    return _transform(raw, rules, accept, _box(raw, rules), view, plain)
+
+
+@dataclass(frozen=True, slots=True)
+class _Box:
+    w: int | None  # CSS pixels
+    h: int | None
+    dpr: float
+
+
+def _box(raw: dict[str, str], rules: ParseRules) -> _Box:
+    w = _int(raw, "w", 1, rules.max_dimension, None)
+    h = _int(raw, "h", 1, rules.max_dimension, None)
+    return _Box(w, h, _num(raw, "dpr", 1.0, 4.0, 1.0))
+
+
+def _transform(
+    raw: dict[str, str],
+    rules: ParseRules,
+    accept: str,
+    box: _Box,
+    view: tuple[int, int],
+    plain: bool,
+) -> Transform:
+    """Everything after the box and the view: fit, anchor, format, quality, background."""
     fit = raw.get("fit", "cover")
     if fit not in FITS:
         raise BadParameter(f"'fit' must be one of: {', '.join(sorted(FITS))}", param="fit")
@@ -204,8 +278,7 @@ def parse_fields(
         raise BadParameter("'bg=transparent' needs a format with alpha", param="bg")
     blur = _num(raw, "blur", 0.0, 100.0, 0.0)
 
-    width, height = _device_size(w, h, dpr, rules.max_dimension)
-    plain = is_transparent(style)  # the style asks for a plain background
+    width, height = _device_size(box.w, box.h, box.dpr, rules.max_dimension)
     needs_alpha = rmbg or (plain and not bg_given) or (bg_given and bg is None)
     negotiated = fmt == AUTO
     if negotiated:
@@ -215,19 +288,8 @@ def parse_fields(
         quality = None  # lossless: `q` does not apply
     elif quality is None:
         quality = out.default_quality
-    return ImageRequest(
-        gen=GenerationParams(
-            project=project.slug,
-            style_version=project.style_version,
-            prompt=prompt,
-            ratio=nearest_native(original),
-            style=style,
-            neg=neg,
-            seed=seed,
-            enhance=enhance,
-            model=model,
-        ),
-        transform=TransformParams(
+    return Transform(
+        TransformParams(
             view=view,
             width=width,
             height=height,
@@ -241,9 +303,8 @@ def parse_fields(
             rmbg=rmbg or (plain and out.alpha),
             blur=blur,
         ),
-        sig=raw.get("sig"),
-        negotiated=negotiated,
-        needs_alpha=needs_alpha,
+        negotiated,
+        needs_alpha,
     )
 
 

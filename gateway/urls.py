@@ -19,6 +19,7 @@ from .signing import SIG, sign
 
 ORDER = (*GENERATION_PARAMS, *TRANSFORM_PARAMS, "ch")
 LADDER = (320, 640, 960, 1280, 1920)  # srcset widths when no width is asked for
+ASSET_PREFIX = "/a/"  # an uploaded asset's URLs: /a/{project}/{id or @alias}
 
 
 def query(fields: Mapping[str, str]) -> str:
@@ -45,6 +46,21 @@ def live_url(base: str, project: Project, fields: Mapping[str, str], prefix: str
         fields = pin_ratio(fields, project.signing)
         fields = {**fields, SIG: sign(project.secrets[-1], path, fields, project.signing)}
     return f"{base.rstrip('/')}{path}?{query(fields)}"
+
+
+def asset_url(
+    base: str, project: Project, ref: str, fields: Mapping[str, str] | None = None
+) -> str:
+    """`base` + `/a/{project}/{ref}` (an asset's id or `@alias`) and its transform
+    parameters, signed when the project signs. It has no generation parameter, so under
+    `generation` signing the signature covers the path alone: one signed URL serves every
+    width, format and crop of that asset."""
+    path = f"{ASSET_PREFIX}{project.slug}/{ref}"
+    fields = {k: v for k, v in (fields or {}).items() if k != SIG}
+    if project.signing != "off" and project.secrets:
+        fields = {**fields, SIG: sign(project.secrets[-1], path, fields, project.signing)}
+    text = query(fields)
+    return f"{base.rstrip('/')}{path}{'?' if text else ''}{text}"
 
 
 def widths(fields: Mapping[str, str], max_dimension: int, asked: Sequence[int] = ()) -> list[int]:

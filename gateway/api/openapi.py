@@ -40,6 +40,23 @@ SECURITY = {
     },
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
 }
+# What a route that reads its own body (`raw_body`: an upload) takes.
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+                    "alias": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+                },
+            }
+        },
+        "image/*": {"schema": {"type": "string", "contentMediaType": "image/*"}},
+    },
+}
 AUTH_TEXT = {
     "admin": "Needs the admin token (`PROMPTPIX_ADMIN_TOKEN`).",
     "key": "Needs a project's API key",
@@ -103,7 +120,9 @@ def _operation(op: Operation, schema_of: dict[type, Any]) -> dict[str, Any]:
     ]
     if params:
         out["parameters"] = params
-    if op.body is not None:
+    if op.raw_body:
+        out["requestBody"] = UPLOAD_BODY
+    elif op.body is not None:
         out["requestBody"] = {
             "required": True,
             "content": {JSON: {"schema": schema_of[op.body]}},

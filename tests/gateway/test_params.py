@@ -6,7 +6,7 @@ import pytest
 
 from promptpix.cache.control import Project
 from promptpix.gateway.errors import BadParameter, PromptTooLong, UnknownParameter
-from promptpix.gateway.params import ParseRules, parse, split_query
+from promptpix.gateway.params import ParseRules, parse, parse_transform, split_query
 
 DEMO = Project("demo")
 RULES = ParseRules(generator_ids=frozenset({"local", "gemini"}), max_dimension=2000)
@@ -112,3 +112,24 @@ def test_split_query_decodes_plus_and_percent_alike() -> None:
     assert split_query(b"a=b+c&d=e%20f&empty=") == {"a": "b c", "d": "e f", "empty": ""}
     with pytest.raises(BadParameter):
         split_query("&".join(f"p{i}=1" for i in range(33)))
+
+
+def test_parse_transform_reads_the_transform_as_parse_does() -> None:
+    """An image that is not generated here (an asset) takes the same transform parameters,
+    shown at the ratio it is given."""
+    query = "w=300&h=200&dpr=2&fit=contain&anchor=0.2,0.8&fmt=auto&bg=transparent&blur=2"
+    accept = "image/avif,image/webp"
+    full = parse("prompt=x&" + query, DEMO, RULES, accept)
+    alone = parse_transform(split_query(query), RULES, accept, view=(3, 2))
+    assert alone.params == full.transform
+    assert (alone.negotiated, alone.needs_alpha) == (full.negotiated, full.needs_alpha)
+    assert parse_transform({}, RULES, view=(7, 5)).params.view == (7, 5)
+    for name, value in (("prompt", "x"), ("ar", "1:1"), ("seed", "1"), ("model", "local")):
+        with pytest.raises(BadParameter) as caught:
+            parse_transform({name: value}, RULES, view=(1, 1))
+        assert caught.value.param == name
+    with pytest.raises(UnknownParameter):
+        parse_transform({"colour": "red"}, RULES, view=(1, 1))
+    with pytest.raises(BadParameter) as caught:
+        parse_transform({"w": "0"}, RULES, view=(1, 1))
+    assert caught.value.param == "w"
