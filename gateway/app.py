@@ -16,7 +16,7 @@ from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
 
 from .admission import Admission
-from .api import admin, docs, openapi, prompts, urls
+from .api import admin, docs, openapi, prompts, urls, v2
 from .api.routing import JsonRoute as Route
 from .api.routing import routes
 from .config import Config
@@ -131,6 +131,9 @@ class App:
             *admin.operations(self.control),
             *urls.operations(self.projects, rules, cfg.server.public_url),
             *prompts.operations(self.llm),
+            *v2.operations(
+                self.generations, self.admission, self.backends, self.chain, cfg.server.v2_project
+            ),
             health.providers_operation(public=cfg.demo_enabled),
             self.docs.operation(),
         ]

@@ -28,6 +28,7 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Seconds = Annotated[float, msgspec.Meta(ge=0.1, le=3600)]
 Dimension = Annotated[int, msgspec.Meta(ge=16, le=16384)]
 UploadMegabytes = Annotated[int, msgspec.Meta(ge=1, le=1024)]
+ProjectSlug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
 SERVER_ENV = {
     "host": "PROMPTPIX_HOST",
@@ -42,6 +43,7 @@ SERVER_ENV = {
     "trusted_proxies": "PROMPTPIX_TRUSTED_PROXIES",
     "public_url": "PROMPTPIX_PUBLIC_URL",
     "max_upload_mb": "PROMPTPIX_MAX_UPLOAD_MB",
+    "v2_project": "PROMPTPIX_V2_PROJECT",
 }
 
 
@@ -63,6 +65,7 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, rename=SERVER_EN
     trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed
     public_url: str = ""  # how pages reach the gateway (URLs it writes); "": the request's
     max_upload_mb: UploadMegabytes = 20  # largest asset upload (`POST /v1/assets`), in MiB
+    v2_project: ProjectSlug = "demo"  # the project `/api/v2/generate` acts in
 
     def __post_init__(self) -> None:
         try:
