@@ -180,3 +180,156 @@ class UrlOut(msgspec.Struct, kw_only=True):
     html: str
     width: int | None = None  # CSS pixels, when the box is known
     height: int | None = None
+
+
+# --- Generations and flows ------------------------------------------------------------
+
+Prompt = Annotated[str, Meta(max_length=20_000, description="what to draw (SPEC §1 `prompt`)")]
+Reference = Annotated[
+    str, Meta(max_length=80, description="`@alias`, an asset's id, or in a flow `@last`/`@first`")
+]
+MetaValue = str | int | float | bool
+Metadata = Annotated[
+    dict[Annotated[str, Meta(max_length=64)], MetaValue],
+    Meta(max_length=64, description="free key/values, at most 4 KB as JSON"),
+]
+
+
+class GenerationOptions(Body):
+    remove_background: bool = False  # the live URL's `rmbg=1`
+    # The live URL's `anchor`; `smart` is `attention` (libvips' saliency crop).
+    crop_anchor: Annotated[str, Meta(max_length=40)] | None = None
+    return_base64: bool = False  # the image's bytes in the answer, base64
+
+
+class GenerationBody(Body):
+    """One image: the live URL's generation parameters by their API names."""
+
+    prompt: Prompt
+    aspect_ratio: Annotated[str, Meta(max_length=10)] | None = None
+    style: Annotated[str, Meta(max_length=100)] | None = None
+    negative_prompt: Annotated[str, Meta(max_length=2_000)] | None = None
+    seed: Annotated[int, Meta(ge=0, le=2_147_483_647)] | None = None
+    enhance: bool | None = None
+    model: Annotated[str, Meta(max_length=64)] | None = None
+    references: Annotated[list[Reference], Meta(max_length=3)] = msgspec.field(default_factory=list)
+    flow_id: Annotated[str, Meta(max_length=64)] | None = None
+    options: GenerationOptions | None = None
+    metadata: Annotated[
+        dict[Annotated[str, Meta(max_length=64)], MetaValue], Meta(max_length=64)
+    ] = msgspec.field(default_factory=dict)
+
+
+class ImageOut(msgspec.Struct, kw_only=True):
+    url: str
+    width: int
+    height: int
+    content_type: str
+    bytes: int
+
+
+class GenerationUrls(msgspec.Struct, kw_only=True):
+    original: str  # the original's pixels, lossless (PNG), at its native ratio
+    live: str  # the image as asked for: signed when the project signs
+    thumb: str  # 256x256
+    card: str  # 640x400
+    og: str  # 1200x630
+    hero: str  # 1920x1080
+    srcset: str
+
+
+class PromptOut(msgspec.Struct, kw_only=True):
+    given: str
+    sent: str
+
+
+class FocalPoint(msgspec.Struct, kw_only=True):
+    x: float
+    y: float
+
+
+class CacheOut(msgspec.Struct, kw_only=True):
+    hit: bool  # the image was in memory
+    stored: bool  # its original was stored before this request
+    generated: bool  # its original was generated for this request
+    similar: bool  # every generator failed; a semantically similar stored image answered
+    placeholder: bool = False  # the offline stand-in answered for failed generators
+
+
+class ErrorOut(msgspec.Struct, kw_only=True):
+    code: str
+    message: str
+    param: str | None = None
+    generators_attempted: list[str] | None = None
+
+
+class GenerationOut(msgspec.Struct, kw_only=True, omit_defaults=False):
+    id: str
+    status: Literal["queued", "running", "completed", "failed"]
+    created_at: str  # ISO 8601, UTC
+    status_url: str
+    flow_id: str | None = None
+    parent_id: str | None = None
+    image: ImageOut | None = None
+    urls: GenerationUrls | None = None
+    original_key: str | None = None
+    generator: str | None = None
+    model: str | None = None
+    fallback_used: bool | None = None
+    generators_attempted: list[str] | None = None
+    prompt: PromptOut | None = None
+    aspect_ratio: str | None = None
+    native_ratio: str | None = None
+    style: str | None = None
+    seed: int | None = None
+    references: list[str] = msgspec.field(default_factory=list)  # content keys, in order
+    aliases: list[str] = msgspec.field(default_factory=list)
+    focal_point: FocalPoint | None = None
+    timings_ms: dict[str, float] = msgspec.field(default_factory=dict)
+    cache: CacheOut | None = None
+    metadata: dict[str, MetaValue] = msgspec.field(default_factory=dict)
+    similarity: float | None = None
+    base64: str | None = None  # with `options.return_base64`
+    error: ErrorOut | None = None  # `failed`
+
+
+class GenerationPage(msgspec.Struct, kw_only=True):
+    items: list[GenerationOut]
+    next_cursor: str | None
+
+
+class BatchBody(Body):
+    items: Annotated[list[msgspec.Raw], Meta(min_length=1, max_length=16)]
+
+
+class BatchItem(msgspec.Struct, kw_only=True):
+    """One item's answer: `status` 200 with the generation, or 4xx/5xx with `error`."""
+
+    status: int
+    generation: GenerationOut | None = None
+    error: ErrorOut | None = None
+
+
+class BatchOut(msgspec.Struct, kw_only=True):
+    items: list[BatchItem]
+
+
+class FlowBody(Body):
+    name: Annotated[str, Meta(max_length=200)] = ""
+    steps: Annotated[list[GenerationBody], Meta(max_length=16)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class FlowStep(msgspec.Struct, kw_only=True):
+    step: int
+    parent_id: str | None
+    generation: GenerationOut
+
+
+class FlowOut(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    created_at: str
+    steps: list[FlowStep]
+    error: BatchItem | None = None  # the step that failed, when `steps` stopped early
