@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from .results import Results
@@ -36,7 +37,11 @@ def verdict(value: float | None, target: float | None, higher_is_better: bool = 
     return "**met**" if ok else "**missed**"
 
 
-def write_report(res: Results, machine: str) -> None:
+def write_report(res: Results, machine: str, path: Path = BENCH / "RESULTS.md") -> None:
+    """The report at `path`; a run of only the JSON API measurements gets only their part."""
+    if not res.rounds:
+        _write_api_report(res, machine, path)
+        return
     rows = ratios(res)
     s = res.settings
     lines = [
@@ -58,6 +63,7 @@ def write_report(res: Results, machine: str) -> None:
         rounds = ", ".join(f"{x:.2f}" for x in per_round)
         goal = f"≥ {target}x" if target is not None else "—"
         lines.append(f"| {label} | {value:.2f}x | {rounds} | {goal} | {verdict(value, target)} |")
+    lines += _api_rows(res.api)
 
     worker_peak = max(res.rss_peak.values(), default=0.0)
     lines += [
@@ -106,6 +112,7 @@ def write_report(res: Results, machine: str) -> None:
     if res.generation and not any("PostgreSQL" in g["label"] for g in res.generation):
         lines.append("S3 + PostgreSQL: not measured in this run (see the notes below).")
 
+    lines += ["", *_api_lines(res.api, s)] if res.api else []
     lines += [
         "",
         "## Absolute figures (req/s, median over rounds)",
@@ -146,8 +153,8 @@ def write_report(res: Results, machine: str) -> None:
         "effort 4; thumbor uses Pillow's defaults.",
     ]
     lines += [f"- {note}" for note in res.notes]
-    (BENCH / "RESULTS.md").write_text("\n".join(lines) + "\n")
-    plot(rows, worker_peak)
+    path.write_text("\n".join(lines) + "\n")
+    plot(rows, worker_peak, path.parent / "results.png")
 
 
 def _generation_lines(gen: dict[str, Any]) -> list[str]:
@@ -256,6 +263,166 @@ def _reservation_lines(generation: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+# --- the JSON API --------------------------------------------------------------------------
+
+API_HIT_TARGET = 2.0  # a repeated POST /v1/generations ≤ 2x a live-URL hit's gateway CPU
+BATCH_TARGET = 1.3  # a batch of 16 misses answers in ≤ 1.3x the time of one
+
+
+def _write_api_report(res: Results, machine: str, path: Path) -> None:
+    lines = [
+        "# promptpix benchmark results: the JSON API only",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine} "
+        "(`python -m bench.run --only-api`: the other measurements were not run). Ratios are "
+        "the JSON API ÷ its comparison, lower is better.",
+        "",
+        "| comparison | ratio (median) | per round | target | |",
+        "|---|---|---|---|---|",
+        *_api_rows(res.api),
+        "",
+        *_api_lines(res.api, res.settings),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _api_ok(api: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether every hit load answered without errors, and every batch round made all its
+    misses (the ratios mean nothing otherwise)."""
+    hit_rounds = api.get("hit", {}).get("rounds", [])
+    hits_ok = all(load["errors"] == 0 for r in hit_rounds for load in r.values())
+    batch_rounds = api.get("batch", {}).get("rounds", [])
+    batch_ok = all(r["one_made"] and r["batch_made"] == 16 for r in batch_rounds)
+    return hits_ok, batch_ok
+
+
+def _api_rows(api: dict[str, Any]) -> list[str]:
+    """The JSON API's rows of the headline table: lower is better for both."""
+    if not api:
+        return []
+    hits_ok, batch_ok = _api_ok(api)
+    rows = []
+    for key, label, target, ok in (
+        ("hit", "POST /v1/generations hit vs live-URL hit (gateway CPU)", API_HIT_TARGET, hits_ok),
+        ("batch", "batch of 16 misses vs one miss (wall time)", BATCH_TARGET, batch_ok),
+    ):
+        found = api.get(key)
+        if not found:
+            continue
+        value = found["ratio"]
+        rounds = ", ".join(f"{x:.2f}" for x in found["ratios"])
+        judged = verdict(value if ok else float("inf"), target, higher_is_better=False)
+        rows.append(f"| {label} | {value:.2f}x | {rounds} | ≤ {target}x | {judged} |")
+    return rows
+
+
+def _api_lines(api: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    lines = ["## The JSON API", ""]
+    hit, batch = api.get("hit"), api.get("batch")
+    if hit:
+        lines += _api_hit_lines(hit, api, settings)
+    if batch:
+        lines += _batch_lines(batch, api)
+    return lines
+
+
+def _api_hit_lines(hit: dict[str, Any], api: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    rounds = hit["rounds"]
+
+    def median(name: str, field: str) -> float:
+        return statistics.median(float(r[name][field]) for r in rounds)
+
+    errors = sum(load["errors"] for r in rounds for load in r.values())
+    each = "; ".join(
+        f"{r['live']['cpu_ms']:.3f} vs {r['api']['cpu_ms']:.3f} ms "
+        f"({r['live']['rps']:.0f} vs {r['api']['rps']:.0f} req/s)"
+        for r in rounds
+    )
+    return [
+        "### A stored image again: `POST /v1/generations` vs its live URL",
+        "",
+        f"One gateway (`promptpix serve --workers {api['workers']}`, file store), a project "
+        "`api` with a `generate` key, one stored original answered from memory by both "
+        "(`cache.hit` true in the JSON; `X-Cache-Status: HIT` on the live URL). In each round "
+        f"wrk ({s['hit_connections']} connections, {s['seconds']} s) asked "
+        "`GET /i/api?prompt=bench+api+hit`, then `POST /v1/generations` with the body "
+        '`{"prompt": "bench api hit"}` and the key (every call a new history record, as '
+        "the API keeps one for each), back to back. Gateway CPU per request: user + system "
+        "time of every gateway process from /proc over the load, divided by the requests "
+        f"answered. Live URL **{median('live', 'cpu_ms'):.3f} ms**, JSON API "
+        f"**{median('api', 'cpu_ms'):.3f} ms** (medians over {len(rounds)} rounds; "
+        f"{median('live', 'rps'):.0f} vs {median('api', 'rps'):.0f} req/s, p50 "
+        f"{median('live', 'p50_ms'):.1f} vs {median('api', 'p50_ms'):.1f} ms): the API costs "
+        f"**{hit['ratio']:.2f}x** the live URL's hit (target ≤ {API_HIT_TARGET}x). Per round, "
+        f"live vs API: {each}. Errors: {errors}.",
+        "",
+        *_route_lines(rounds),
+    ]
+
+
+def _route_lines(rounds: list[dict[str, Any]]) -> list[str]:
+    """For scale: the JSON API's routing, key check, body and answer on a route that does
+    nothing else, measured in the same rounds."""
+    if not all("route" in r for r in rounds):
+        return []
+    route = statistics.median(r["route"]["cpu_ms"] for r in rounds)
+    live = statistics.median(r["live"]["cpu_ms"] for r in rounds)
+    return [
+        "For scale, in the same rounds: `POST /v1/prompts/validate` with the same key and "
+        f"body, a JSON route that generates and records nothing, **{route:.3f} ms** a "
+        f"request, {route / live:.2f}x the live URL's hit: what any call through the JSON "
+        "API's routing, key check, body and answer costs before it does anything.",
+        "",
+    ]
+
+
+def _batch_lines(batch: dict[str, Any], api: dict[str, Any]) -> list[str]:
+    rounds = batch["rounds"]
+    items = [t for r in rounds for t in r["batch_timings_ms"]]
+    alone = [r["one_timings_ms"] for r in rounds]
+
+    def stages(rows: list[dict[str, float]]) -> str:
+        names = ("generate", "analyse", "store", "transform", "total")
+        return ", ".join(
+            f"{n} {_ms(statistics.median(row[n] for row in rows if n in row))}"
+            for n in names
+            if any(n in row for row in rows)
+        )
+
+    def median(field: str) -> float:
+        return statistics.median(float(r[field]) for r in rounds)
+
+    env = ", ".join(f"`{k}={v}`" for k, v in api.get("env", {}).items())
+    each = "; ".join(
+        f"{r['one_s']:.2f} s vs {r['batch_s']:.2f} s ({r['batch_made']}/16 made)" for r in rounds
+    )
+    slowest = max((t.get("total", 0.0) for t in items), default=None)
+    longest_call = max((t.get("generate", 0.0) for t in items), default=None)
+    beyond = median("batch_s") - median("one_s")
+    return [
+        "### 16 misses in one batch vs one miss",
+        "",
+        f"The same gateway, with {env} and the `local` generator's limits as shipped (no "
+        f"`PROMPTPIX_LOCAL_CONCURRENCY`), warmed by 100 live-URL misses and one batch. In "
+        "each round, each on an idle gateway: one `POST /v1/generations` miss (a prompt of "
+        "its own), then `POST /v1/generations/batch` with 16 distinct prompts, all misses; "
+        "the client's wall time for each. One alone "
+        f"**{median('one_s'):.2f} s**, 16 in a batch **{median('batch_s'):.2f} s**: the batch "
+        f"takes **{batch['ratio']:.2f}x** one miss (target ≤ {BATCH_TARGET}x). Per round, one "
+        f"vs batch: {each}.",
+        "",
+        f"`timings_ms` stage medians, the batch's items: {stages(items)} (slowest item "
+        f"{_ms(slowest)}, longest `generate` {_ms(longest_call)}); the miss alone: "
+        f"{stages(alone)}. The gateway's CPU until the answer (all its processes, the local "
+        f"generator's drawing included): {median('one_cpu_s'):.2f} s for one miss, "
+        f"{median('batch_cpu_s'):.2f} s for the batch, against the {beyond:.2f} s the batch "
+        "took beyond the miss alone (medians over rounds): the work after the generator "
+        "answers (each new original's analysis, its store write and its variant, a full-size "
+        "image when the body asks for no size) runs on the transform pool, one thread a core.",
+        "",
+    ]
+
+
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
 
@@ -266,7 +433,7 @@ def _background(gen: dict[str, Any]) -> str:
     return "" if seconds is None else f", which took {max(0.0, seconds):.1f} s more"
 
 
-def plot(rows: list[tuple[str, float, list[float], float | None]], rss: float) -> None:
+def plot(rows: list[tuple[str, float, list[float], float | None]], rss: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,5 +456,5 @@ def plot(rows: list[tuple[str, float, list[float], float | None]], rss: float) -
     ax.set_xlabel("promptpix ÷ peer (req/s); dashed: target; dots: rounds")
     ax.set_title(f"promptpix vs peers (one worker's peak RSS {rss:.0f} MB)")
     fig.tight_layout()
-    fig.savefig(BENCH / "results.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

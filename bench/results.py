@@ -24,5 +24,6 @@ class Results:
     source_bytes: int = 0
     generation: list[dict[str, Any]] = field(default_factory=list)
     miss_cost: dict[str, Any] = field(default_factory=dict)
+    api: dict[str, Any] = field(default_factory=dict)  # the JSON API beside the live URL
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

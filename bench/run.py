@@ -1,6 +1,7 @@
 """The benchmark: promptpix side by side with ipx, thumbor and nginx, in one run.
 
     .venv/bin/python -m bench.run [--rounds 3] [--seconds 10] [--workers 1]
+    .venv/bin/python -m bench.run --only-api --rounds 3 --seconds 5   # the JSON API alone
 
 Every server is started here, measured back to back under the same wrk load, and stopped
 here. Ratios are the median over rounds of promptpix ÷ peer, each round measured within
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 WORK = BENCH / ".work"
 LUA = BENCH / "wrk" / "sizes.lua"
+QUICK_REPORT = WORK / "RESULTS-api.md"  # where `--only-api` writes its report
 PROMPT = "bench source photo"
 PP_PATH = "/i/demo?prompt=bench+source+photo&ar=16:9&w={w}&h={h}&fmt=%s"
 HIT_PATH = "/i/demo?prompt=bench+source+photo&ar=16:9&w=400&h=300&fmt=jpeg"
@@ -54,8 +56,16 @@ METERED = "metered"  # a project with a quota and a budget: its misses reserve a
 # --- wrk ---------------------------------------------------------------------------------
 
 
-def wrk(base: str, path: str, seconds: int, connections: int, threads: int = 2) -> Load:
-    env = {**os.environ, "BENCH_PATH": path}
+def wrk(
+    base: str,
+    path: str,
+    seconds: int,
+    connections: int,
+    threads: int = 2,
+    request: dict[str, str] | None = None,
+) -> Load:
+    """`request`: BENCH_METHOD, BENCH_BODY, BENCH_AUTH for `sizes.lua` (a JSON API call)."""
+    env = {**os.environ, "BENCH_PATH": path, **(request or {})}
     out = subprocess.run(
         [
             "wrk",
@@ -189,18 +199,32 @@ async def _get(host: str, port: int, target: str) -> tuple[int, dict[str, str]]:
     machine little (an HTTP client library costs several milliseconds of CPU a request,
     taken from the server it measures on the same cores; on uvloop, 0.25 ms a miss where
     asyncio's own loop took 0.4)."""
+    status, headers, _ = await _http(host, port, "GET", target)
+    return status, headers
+
+
+async def _http(
+    host: str, port: int, method: str, target: str, body: bytes = b"", key: str = ""
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on its own connection (a JSON body and a bearer key when given), read
+    to the end: status, headers (lower-case names) and body."""
     reader, writer = await asyncio.open_connection(host, port)
+    head = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    if key:
+        head += f"Authorization: Bearer {key}\r\n"
     try:
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
+        writer.write(head.encode() + b"\r\n" + body)
+        raw = await reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
         headers = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
             if name:
                 headers[name.strip().lower()] = value.strip()
-        await reader.readexactly(int(headers.get("content-length", "0")))
-        return int(lines[0].split()[1]), headers
+        data = await reader.readexactly(int(headers.get("content-length", "0")))
+        return int(lines[0].split()[1]), headers, data
     finally:
         writer.close()
 
@@ -468,6 +492,143 @@ def s3_postgres_generation(workers: int, count: int) -> dict[str, Any]:
         pg.remove()
 
 
+# --- the JSON API ------------------------------------------------------------------------
+
+API_PROJECT = "api"  # a project of its own, with a `generate` key: the JSON API needs one
+API_HIT_PROMPT = "bench api hit"
+BATCH = 16  # the most items `POST /v1/generations/batch` takes
+
+
+def api_benchmark(workers: int, rounds: int, seconds: int, connections: int) -> dict[str, Any]:
+    """The JSON API beside the live URL, on one gateway whose local generator answers after
+    2 s with its limits as shipped (no `PROMPTPIX_LOCAL_CONCURRENCY`): a stored image asked
+    again by `POST /v1/generations` against its live URL's hit, in gateway CPU per request;
+    then 16 misses in one batch against one miss alone, in the client's wall time."""
+    store = run_dir("api")
+    control(store, "projects", "create", API_PROJECT)
+    key = str(control(store, "keys", "create", API_PROJECT, "--scopes", "generate")["key"])
+    env = {"PROMPTPIX_LOCAL_LATENCY_MS": "2000"}
+    with servers.running(servers.promptpix(WORK, store, workers, env)) as pp:
+        hit = api_hit_cost(pp, key, rounds, seconds, connections)
+        batch = batch_time(pp, key, rounds)
+    return {"hit": hit, "batch": batch, "workers": workers, "env": env}
+
+
+def api_hit_cost(
+    pp: Server, key: str, rounds: int, seconds: int, connections: int
+) -> dict[str, Any]:
+    """Gateway CPU per request (all its processes, from /proc, over one wrk load each) for
+    the same stored image through its live URL and through `POST /v1/generations` with the
+    same body every time, back to back in each round on the same gateway; and, for scale,
+    the same call to `POST /v1/prompts/validate`."""
+    assert pp.proc is not None
+    body = json.dumps({"prompt": API_HIT_PROMPT})
+    live = f"/i/{API_PROJECT}?" + urlencode({"prompt": API_HIT_PROMPT})
+    auth = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    for _ in range(20):  # the first generates the original; then every worker holds it
+        api = httpx.post(pp.url + "/v1/generations", content=body, headers=auth, timeout=30)
+        api.raise_for_status()
+        get = httpx.get(pp.url + live, timeout=30)
+        get.raise_for_status()
+    if not api.json()["cache"]["hit"] or get.headers.get("x-cache-status") != "HIT":
+        raise RuntimeError(f"not hits: {api.json()['cache']}, {get.headers}")
+    servers.wait_idle(pp.proc.pid)  # the original's prompt is embedded before we start
+    post = {"BENCH_METHOD": "POST", "BENCH_BODY": body, "BENCH_AUTH": key}
+    loads = (
+        ("live", live, None),
+        ("api", "/v1/generations", post),
+        # beside them, no target: the same key and body on a JSON route that generates
+        # nothing, what any call through the API's routing, key check and answer costs
+        ("route", "/v1/prompts/validate", post),
+    )
+    per_round = []
+    for _ in range(rounds):
+        row = {}
+        for name, path, request in loads:
+            before = servers.tree_cpu_seconds(pp.proc.pid)
+            load = wrk(pp.url, path, seconds, connections, request=request)
+            used = servers.tree_cpu_seconds(pp.proc.pid) - before
+            row[name] = {**vars(load), "cpu_ms": used * 1000 / max(1, load.requests)}
+        per_round.append(row)
+        print(f"  api hit: {row}", flush=True)
+    ratios = [r["api"]["cpu_ms"] / r["live"]["cpu_ms"] for r in per_round]
+    return {"rounds": per_round, "ratios": ratios, "ratio": statistics.median(ratios)}
+
+
+async def _api_call(
+    url: str, key: str, target: str, payload: dict[str, Any]
+) -> tuple[float, int, Any]:
+    """One JSON API call on its own connection: the client's wall time, status, answer."""
+    where = urlsplit(url)
+    host, port = where.hostname or "127.0.0.1", where.port or 80
+    started = time.perf_counter()
+    status, _, data = await _http(host, port, "POST", target, json.dumps(payload).encode(), key)
+    return time.perf_counter() - started, status, json.loads(data) if data else None
+
+
+def _made(status: int, generation: dict[str, Any] | None) -> bool:
+    return status == 200 and generation is not None and bool(generation["cache"]["generated"])
+
+
+def _timed_call(
+    pp: Server, key: str, target: str, payload: dict[str, Any]
+) -> tuple[float, float, int, Any]:
+    """One JSON API call on an idle gateway: wall seconds, the gateway's CPU seconds until
+    the answer (the prompts' embedding waits for a quiet second, so it is not in it), the
+    status and answer; then until the gateway is idle again."""
+    assert pp.proc is not None
+    cpu = servers.tree_cpu_seconds(pp.proc.pid)
+    wall, status, answer = uvloop.run(_api_call(pp.url, key, target, payload))
+    used = servers.tree_cpu_seconds(pp.proc.pid) - cpu
+    servers.wait_idle(pp.proc.pid)
+    return wall, used, status, answer
+
+
+def batch_time(pp: Server, key: str, rounds: int) -> dict[str, Any]:
+    """Per round, each on an idle gateway: one `POST /v1/generations` miss, then one batch
+    of 16 distinct misses; the client's wall time for each, the gateway's CPU, and the
+    items' stages."""
+    assert pp.proc is not None
+    # as a server that has been up: the local generator has drawn its 16 scenes, the API's
+    # miss path has run once
+    uvloop.run(_misses(pp.url, WARM_UP, f"api warm-up {time.time_ns()}", API_PROJECT))
+    warm = [{"prompt": f"api warm-up batch {time.time_ns()} {i}"} for i in range(BATCH)]
+    uvloop.run(_api_call(pp.url, key, "/v1/generations/batch", {"items": warm}))
+    servers.wait_idle(pp.proc.pid)
+    per_round = []
+    for _ in range(rounds):
+        tag = f"api distinct {time.time_ns()}"
+        one_s, one_cpu, status, one = _timed_call(
+            pp, key, "/v1/generations", {"prompt": f"{tag} alone"}
+        )
+        items = [{"prompt": f"{tag} {i}"} for i in range(BATCH)]
+        batch_s, batch_cpu, batch_status, answer = _timed_call(
+            pp, key, "/v1/generations/batch", {"items": items}
+        )
+        outs = (answer or {}).get("items", []) if batch_status == 200 else []
+        made = [o["generation"] for o in outs if _made(o["status"], o.get("generation"))]
+        row = {
+            "one_s": one_s,
+            "one_cpu_s": one_cpu,
+            "one_made": _made(status, one),
+            "one_timings_ms": (one or {}).get("timings_ms", {}),
+            "batch_s": batch_s,
+            "batch_cpu_s": batch_cpu,
+            "batch_status": batch_status,
+            "batch_made": len(made),
+            "batch_timings_ms": [g["timings_ms"] for g in made],
+            "ratio": batch_s / one_s,
+        }
+        per_round.append(row)
+        print(
+            f"  batch: one {one_s:.2f} s ({one_cpu:.2f} CPU s), {BATCH} in a batch "
+            f"{batch_s:.2f} s ({batch_cpu:.2f} CPU s)",
+            flush=True,
+        )
+    ratios = [r["ratio"] for r in per_round]
+    return {"rounds": per_round, "ratios": ratios, "ratio": statistics.median(ratios)}
+
+
 # --- the run -----------------------------------------------------------------------------
 
 
@@ -475,6 +636,10 @@ def run(args: argparse.Namespace) -> Results:
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "logs").mkdir(exist_ok=True)
     shutil.rmtree(RUNS, ignore_errors=True)  # an earlier run's stores (see `run_dir`)
+    if args.only_api:
+        res = Results(settings=vars(args).copy())
+        res.api = run_api(args)
+        return res
     images = WORK / "images"
     images.mkdir(exist_ok=True)
     source = make_source(images / "source.jpg")
@@ -566,6 +731,8 @@ def run(args: argparse.Namespace) -> Results:
         for server in reversed(started):
             server.stop()
 
+    if not args.skip_api:
+        res.api = run_api(args)
     if not args.skip_generation:
         print("generation throughput", flush=True)
         runs = [
@@ -591,6 +758,11 @@ def run(args: argparse.Namespace) -> Results:
     return res
 
 
+def run_api(args: argparse.Namespace) -> dict[str, Any]:
+    print("JSON API", flush=True)
+    return api_benchmark(args.workers, args.rounds, args.seconds, args.hit_connections)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run")
     parser.add_argument("--rounds", type=int, default=3)
@@ -610,15 +782,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-generation", action="store_true")
     parser.add_argument("--skip-s3", action="store_true", help="no S3 + PostgreSQL run")
+    parser.add_argument("--skip-api", action="store_true", help="no JSON API measurements")
+    parser.add_argument(
+        "--only-api",
+        action="store_true",
+        help="only the JSON API measurements, reported in bench/.work/RESULTS-api.md",
+    )
     args = parser.parse_args(argv)
-    for tool in ("wrk", "nginx", "node"):
+    for tool in ("wrk",) if args.only_api else ("wrk", "nginx", "node"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed: run bench/run.sh, which installs the peers")
     res = run(args)
     from .report import write_report
 
-    write_report(res, machine=f"{platform.machine()}, {os.cpu_count()} cores")
-    print(f"wrote {BENCH / 'RESULTS.md'}")
+    # a partial run leaves the full run's RESULTS.md as it is
+    path = QUICK_REPORT if args.only_api else BENCH / "RESULTS.md"
+    write_report(res, machine=f"{platform.machine()}, {os.cpu_count()} cores", path=path)
+    print(f"wrote {path}")
     return 0
 
 

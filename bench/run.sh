@@ -2,6 +2,7 @@
 # Install the peers (once) and run the benchmark. Arguments go to `python -m bench.run`.
 #   bench/run.sh                 # 3 rounds of 10 s per load, then the generation benchmark
 #   bench/run.sh --rounds 1 --seconds 5 --skip-generation
+#   bench/run.sh --only-api --rounds 3 --seconds 5   # the JSON API alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=bench/peers

@@ -1,8 +1,16 @@
 -- Random output sizes per request, so no result cache can answer.
 -- BENCH_PATH is a path with {w} and {h} placeholders (none for a fixed path).
+-- BENCH_METHOD, BENCH_BODY and BENCH_AUTH (a bearer key), when set, make it a JSON request
+-- of that method with that body and key (the JSON API); otherwise every request is a GET.
 -- At the end, one JSON line with the counts and latency percentiles.
 
 local template = os.getenv("BENCH_PATH") or "/"
+local method = os.getenv("BENCH_METHOD") or "GET"
+local body = os.getenv("BENCH_BODY")
+local auth = os.getenv("BENCH_AUTH")
+local headers = {}
+if body then headers["Content-Type"] = "application/json" end
+if auth then headers["Authorization"] = "Bearer " .. auth end
 local counter = 1
 
 function setup(thread)
@@ -18,7 +26,7 @@ request = function()
   local w = math.random(200, 800)
   local h = math.random(150, 600)
   local path = template:gsub("{w}", tostring(w)):gsub("{h}", tostring(h))
-  return wrk.format("GET", path)
+  return wrk.format(method, path, headers, body)
 end
 
 function done(summary, latency, requests)
