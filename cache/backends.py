@@ -1,5 +1,5 @@
 """Assembles the storage side from the settings: store (+ spool), database, index, leases,
-and the control plane's store."""
+the control plane's store and the API's library."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from .control import ControlStore
 from .filestore import FileStore
 from .index import IndexWriter
 from .leases import FileLeases, Leases
+from .library import Library
 from .pgcontrol import PgControlStore
 from .pgindex import PgIndex
 from .pgleases import PgLeases
@@ -20,6 +21,7 @@ from .spool import SpooledStore
 from .sqlite import SQLiteDatabase
 from .sqlitecontrol import SQLiteControlStore
 from .sqliteindex import SQLiteIndex
+from .sqllibrary import PgLibrary, SQLiteLibrary
 from .store import Store
 from .storeurl import split_s3_url
 
@@ -37,6 +39,8 @@ class Backends:
     spool: SpooledStore | None
     # Projects, keys, secrets and the counters of their limits, in the same database.
     control: ControlStore
+    # The JSON API's assets, generations and flows, in the same database.
+    library: Library
     # Whether a read asks the index first: with a remote store (a request each time) and a
     # database index (one query for many reads at once).
     lookup_index: bool = False
@@ -45,10 +49,12 @@ class Backends:
         if self.spool is not None:
             await self.spool.start()
         await self.index.start()
+        await self.library.start()
 
     async def close(self) -> None:
         await self.index.close()
         await self.control.close()
+        await self.library.close()
         await self.store.close()
         if isinstance(self.leases, PgLeases):
             await self.leases.close()
@@ -88,10 +94,19 @@ def build_backends(settings: CacheSettings) -> Backends:
         index = IndexWriter(rows, lookup=rows.has_original)
         leases: Leases = PgLeases(database)
         control: ControlStore = PgControlStore(database)
+        library: Library = PgLibrary(database)
         return Backends(
-            store, database, index, leases, spool, control, lookup_index=spool is not None
+            store,
+            database,
+            index,
+            leases,
+            spool,
+            control,
+            library,
+            lookup_index=spool is not None,
         )
     embedded = SQLiteDatabase(local_root / EMBEDDED_DATABASE)
     index = IndexWriter(SQLiteIndex(embedded))
     control = SQLiteControlStore(embedded)
-    return Backends(store, embedded, index, FileLeases(local_root), spool, control)
+    library = SQLiteLibrary(embedded)
+    return Backends(store, embedded, index, FileLeases(local_root), spool, control, library)

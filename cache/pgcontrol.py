@@ -25,13 +25,18 @@ class PgControlStore(SqlControlStore):
         self.db = db
 
     async def _run(self, transaction: Tx[T], mode: Mode) -> T:
-        pool = await self.db.pool()
-        async with pool.acquire() as conn:
-            if mode == "single":
-                return await drive(conn, single(transaction))
-            isolation = "read_committed" if mode == "write" else "repeatable_read"
-            async with conn.transaction(isolation=isolation, readonly=mode == "read"):
-                return await drive(conn, transaction)
+        return await run(self.db, transaction, mode)
+
+
+async def run(db: Postgres, transaction: Tx[T], mode: Mode) -> T:
+    """The transaction on a connection of the pool (the library's transactions run here too)."""
+    pool = await db.pool()
+    async with pool.acquire() as conn:
+        if mode == "single":
+            return await drive(conn, single(transaction))
+        isolation = "read_committed" if mode == "write" else "repeatable_read"
+        async with conn.transaction(isolation=isolation, readonly=mode == "read"):
+            return await drive(conn, transaction)
 
 
 async def drive(conn: asyncpg.Connection, transaction: Tx[T]) -> T:

@@ -197,6 +197,72 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX rate_hits_minute ON rate_hits (minute);
     """,
     ),
+    # The JSON API's records (cache/library.py): uploaded assets (an alias names at most one
+    # asset of a project), the generations it answered (the history: `seq` is their order,
+    # the JSON columns as the API gave them) and flows. Times are Unix seconds.
+    Migration(
+        3,
+        postgres="""
+    CREATE TABLE assets (
+        project text NOT NULL,
+        id text NOT NULL,
+        alias text,
+        content_type text NOT NULL,
+        width integer NOT NULL,
+        height integer NOT NULL,
+        bytes bigint NOT NULL,
+        focal_x double precision NOT NULL,
+        focal_y double precision NOT NULL,
+        created_at double precision NOT NULL,
+        PRIMARY KEY (project, id)
+    );
+    CREATE UNIQUE INDEX assets_alias ON assets (project, alias) WHERE alias IS NOT NULL;
+    CREATE INDEX assets_newest ON assets (project, created_at DESC, id);
+    CREATE TABLE api_generations (
+        seq bigserial PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        project text NOT NULL,
+        status text NOT NULL,
+        original_key text NOT NULL,
+        flow_id text,
+        parent_id text,
+        generator text NOT NULL,
+        aliases jsonb NOT NULL,
+        metadata jsonb NOT NULL,
+        answer jsonb NOT NULL,
+        created_at double precision NOT NULL
+    );
+    CREATE INDEX api_generations_newest ON api_generations (project, seq DESC);
+    CREATE INDEX api_generations_flow ON api_generations (project, flow_id, seq);
+    CREATE TABLE flows (
+        id text PRIMARY KEY,
+        project text NOT NULL,
+        name text NOT NULL,
+        created_at double precision NOT NULL
+    );
+    """,
+        sqlite="""
+    CREATE TABLE assets (
+        project TEXT NOT NULL, id TEXT NOT NULL, alias TEXT, content_type TEXT NOT NULL,
+        width INTEGER NOT NULL, height INTEGER NOT NULL, bytes INTEGER NOT NULL,
+        focal_x REAL NOT NULL, focal_y REAL NOT NULL, created_at REAL NOT NULL,
+        PRIMARY KEY (project, id)
+    );
+    CREATE UNIQUE INDEX assets_alias ON assets (project, alias) WHERE alias IS NOT NULL;
+    CREATE INDEX assets_newest ON assets (project, created_at DESC, id);
+    CREATE TABLE api_generations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, project TEXT NOT NULL,
+        status TEXT NOT NULL, original_key TEXT NOT NULL, flow_id TEXT, parent_id TEXT,
+        generator TEXT NOT NULL, aliases TEXT NOT NULL, metadata TEXT NOT NULL,
+        answer TEXT NOT NULL, created_at REAL NOT NULL
+    );
+    CREATE INDEX api_generations_newest ON api_generations (project, seq DESC);
+    CREATE INDEX api_generations_flow ON api_generations (project, flow_id, seq);
+    CREATE TABLE flows (
+        id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, created_at REAL NOT NULL
+    );
+    """,
+    ),
 )
 
 

@@ -25,13 +25,19 @@ class SQLiteControlStore(SqlControlStore):
         self.db = db
 
     async def _run(self, tx: Tx[T], mode: Mode) -> T:
-        def run(db: sqlite3.Connection) -> T:
-            if mode == "single":
-                return drive(db, single(tx))  # autocommit: the statement is atomic alone
-            with transaction(db, "IMMEDIATE" if mode == "write" else "DEFERRED"):
-                return drive(db, tx)
+        return await run(self.db, tx, mode)
 
-        return await self.db.run(run)
+
+async def run(database: SQLiteDatabase, tx: Tx[T], mode: Mode) -> T:
+    """The transaction on the file's thread (the library's transactions run here too)."""
+
+    def on_thread(db: sqlite3.Connection) -> T:
+        if mode == "single":
+            return drive(db, single(tx))  # autocommit: the statement is atomic alone
+        with transaction(db, "IMMEDIATE" if mode == "write" else "DEFERRED"):
+            return drive(db, tx)
+
+    return await database.run(on_thread)
 
 
 def drive(db: sqlite3.Connection, tx: Tx[T]) -> T:
