@@ -9,16 +9,13 @@ import base64
 import contextlib
 import hashlib
 import json
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import msgspec
 import pytest
 
@@ -43,6 +40,7 @@ from promptpix.cache.sqlcontrol import SqlControlStore
 from promptpix.cache.sqlite import SQLiteDatabase
 from promptpix.cache.sqlitecontrol import SQLiteControlStore
 from promptpix.cache.sqliteindex import SQLiteIndex
+from tests.cache import places
 from tests.services import PostgreSQL
 
 pytestmark = pytest.mark.timeout(180)
@@ -57,48 +55,19 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgreSQL]:
     server.remove()
 
 
-@dataclass
-class Place:
-    """One database, fresh for the test: a PostgreSQL database or a SQLite file."""
+def control_store(db: Postgres | SQLiteDatabase) -> SqlControlStore:
+    return PgControlStore(db) if isinstance(db, Postgres) else SQLiteControlStore(db)
 
-    kind: str
-    target: str  # the DSN, or the file's path
 
-    def database(self, **options: Any) -> Postgres | SQLiteDatabase:
-        if self.kind == "postgresql":
-            return Postgres(self.target, **options)
-        return SQLiteDatabase(Path(self.target), **options)
-
-    @contextlib.asynccontextmanager
-    async def store(self, **options: Any) -> AsyncIterator[SqlControlStore]:
+class Place(places.Place):
+    def store(self, **options: Any) -> contextlib.AbstractAsyncContextManager[SqlControlStore]:
         """A store on connections of its own, as another replica or worker would have."""
-        db = self.database(**options)
-        store: SqlControlStore = (
-            PgControlStore(db) if isinstance(db, Postgres) else SQLiteControlStore(db)
-        )
-        try:
-            await store.start()
-            yield store
-        finally:
-            await store.close()
-            await db.close()
-
-    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        if self.kind == "postgresql":
-            conn = await asyncpg.connect(self.target)
-            try:
-                return [tuple(r) for r in await conn.fetch(sql)]
-            finally:
-                await conn.close()
-        with contextlib.closing(sqlite3.connect(self.target)) as db:
-            return db.execute(sql).fetchall()
+        return self.opened(control_store, **options)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=places.KINDS)
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Place:
-    if request.param == "postgresql":
-        return Place("postgresql", request.getfixturevalue("postgres").new_database("c"))
-    return Place("sqlite", str(tmp_path / "control.sqlite3"))
+    return Place.fresh(request, tmp_path, "control")
 
 
 def b64_bytes(text: str) -> int:
@@ -373,6 +342,7 @@ from pathlib import Path
 from promptpix.cache.postgres import Postgres
 from promptpix.cache.sqlite import SQLiteDatabase
 from promptpix.cache.pgcontrol import PgControlStore
+from promptpix.cache.sqlite import SQLiteDatabase
 from promptpix.cache.sqlitecontrol import SQLiteControlStore
 
 kind, target, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
