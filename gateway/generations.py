@@ -13,6 +13,7 @@ import asyncio
 import base64
 import dataclasses
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from cachetools import LRUCache
 
 from promptpix.cache.control import Project
 from promptpix.cache.keys import variant_key
@@ -52,6 +54,8 @@ log = logging.getLogger("promptpix.generations")
 MAX_METADATA_BYTES = 4096
 PRESETS = {"thumb": (256, 256), "card": (640, 400), "og": (1200, 630), "hero": (1920, 1080)}
 ANCHORS = {"smart": "attention"}  # the Image Builder's name for the saliency crop
+URL_SETS = 10_000
+ID = re.compile(r"[a-z]{1,8}_[0-9a-f]{20}")
 BACKGROUND_WAITS = 6  # a queued generation waits this many request timeouts at most
 
 
@@ -115,12 +119,21 @@ def check_metadata(metadata: dict[str, Any]) -> dict[str, str]:
             raise BadParameter(
                 "metadata keys are 1..64 of A-Z a-z 0-9 _ . : -", param=f"metadata.{key[:64]}"
             )
-        out[key] = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+        text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+        if "\x00" in text:
+            raise BadParameter("metadata values cannot hold NUL", param=f"metadata.{key}")
+        out[key] = text
     return out
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def is_id(prefix: str, text: str) -> bool:
+    """Whether `text` has the shape of an id `new_id(prefix)` makes (anything else is
+    unknown without asking the database)."""
+    return ID.fullmatch(text) is not None and text.startswith(prefix + "_")
 
 
 def iso(at: float) -> str:
@@ -149,6 +162,11 @@ class Generations:
         self.public_url = public_url
         self.generation_timeout_s = generation_timeout_s
         self._background: set[asyncio.Task[None]] = set()
+        # (project, base, fields, key) -> the project as it was and its URLs: a changed
+        # project (a new secret) is a new object, and signs anew.
+        self._urls: LRUCache[
+            tuple[int, str, tuple[tuple[str, str], ...], str], tuple[Project, GenerationUrls]
+        ] = LRUCache(URL_SETS)
 
     # --- one generation ----------------------------------------------------------------
 
@@ -166,6 +184,8 @@ class Generations:
         check_metadata(body.metadata)
         flow, parent = None, None
         if body.flow_id is not None:
+            if not is_id("flow", body.flow_id):
+                raise UnknownFlow(f"no flow {body.flow_id[:64]!r} in this project", param="flow_id")
             flow, parent = await self._flow(project.slug, body.flow_id)
         request = parse_fields(fields, project, self.rules)
         resolved = await self.references.resolve(
@@ -275,7 +295,24 @@ class Generations:
         )
 
     def urls(self, prepared: Prepared, original_key: str) -> GenerationUrls:
-        """The live URL and presets; by the original's key when no live URL can name it."""
+        """The live URL and presets; by the original's key when no live URL can name it.
+        A repeat reuses them: they depend on nothing else, and eleven signed URLs are most
+        of what answering a stored image costs."""
+        by_key = self._by_key(prepared)
+        name = (
+            id(prepared.project),
+            prepared.base,
+            tuple(prepared.fields.items()),
+            original_key if by_key else "",
+        )
+        known = self._urls.get(name)
+        if known is not None and known[0] is prepared.project:
+            return known[1]
+        made = self._make_urls(prepared, original_key)
+        self._urls[name] = (prepared.project, made)
+        return made
+
+    def _make_urls(self, prepared: Prepared, original_key: str) -> GenerationUrls:
         project, base = prepared.project, prepared.base
         by_key = self._by_key(prepared)
         fields = dict(prepared.fields)

@@ -16,7 +16,7 @@ from promptpix.cache.library import MAX_PAGE, METADATA_KEY, Flow, History
 
 from ..errors import BadParameter, UnknownFlow, UnknownGeneration, UnknownParameter
 from ..failures import answer_for
-from ..generations import Generations, error_out, iso, new_id
+from ..generations import Generations, error_out, is_id, iso, new_id
 from ..projects import Projects
 from .bodies import body_error
 from .models import (
@@ -77,6 +77,8 @@ def history_filters(query: list[tuple[str, str]]) -> tuple[History, int, int | N
     seen: dict[str, str] = {}
     metadata: list[tuple[str, str]] = []
     for name, value in query:
+        if "\x00" in value:
+            raise BadParameter(f"'{name[:64]}' cannot hold NUL", param=name[:64])
         if name.startswith("metadata."):
             key = name[len("metadata.") :]
             if not METADATA_KEY.match(key):
@@ -136,7 +138,10 @@ def operations(generations: Generations, projects: Projects) -> list[Operation]:
 
     async def one(call: Call) -> Any:
         assert call.principal.key is not None
-        record = await library.generation(call.principal.key.project, call.params["id"])
+        id_ = call.params["id"]
+        record = (
+            await library.generation(call.principal.key.project, id_) if is_id("gen", id_) else None
+        )
         if record is None:
             raise UnknownGeneration(f"no generation {call.params['id'][:64]} in this project")
         return generations.stored(record, base_of(call))
@@ -172,6 +177,8 @@ def operations(generations: Generations, projects: Projects) -> list[Operation]:
         assert call.principal.key is not None
         body: FlowBody = call.body
         project = call.principal.key.project
+        if "\x00" in body.name:
+            raise BadParameter("'name' cannot hold NUL", param="name")
         flow = await library.add_flow(Flow(new_id("flow"), project, body.name, time.time()))
         steps: list[FlowStep] = []
         error = None
@@ -191,7 +198,8 @@ def operations(generations: Generations, projects: Projects) -> list[Operation]:
     async def get_flow(call: Call) -> Any:
         assert call.principal.key is not None
         project = call.principal.key.project
-        flow = await library.flow(project, call.params["id"])
+        id_ = call.params["id"]
+        flow = await library.flow(project, id_) if is_id("flow", id_) else None
         if flow is None:
             raise UnknownFlow(f"no flow {call.params['id'][:64]} in this project")
         base = base_of(call)
