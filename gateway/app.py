@@ -17,10 +17,14 @@ from promptpix.transforms.vips import configure
 
 from .admission import Admission
 from .api import admin, docs, openapi, prompts, urls, v2
+from .api import assets as asset_routes
 from .api.routing import JsonRoute as Route
 from .api.routing import routes
+from .assets import Assets
 from .config import Config
 from .control import Control
+from .delivery import PREFIX as ASSET_PREFIX
+from .delivery import AssetImages
 from .errors import NotFound
 from .generation import Generation
 from .health import Health
@@ -123,6 +127,22 @@ class App:
             similar_cache_control=cfg.cache.semantic.cache_control,
             fallback_cache_control=cfg.server.fallback_cache_control,
         )
+        self.assets = Assets(
+            self.backends.library,
+            self.backends.store,
+            self.tiers,
+            self.pool,
+            max_source_pixels=ts.max_source_pixels,
+        )
+        self.asset_images = AssetImages(
+            self.assets,
+            renderer,
+            self.tiers,
+            self.admission,
+            rules,
+            self.metrics,
+            cache_control=cfg.server.cache_control,
+        )
         health = Health(self.backends, self.chain, self.pool, self.images, self.metrics)
         self.metrics.watch(health.gauges)  # several workers: each publishes its own
         self.control = Control(store, self.chain.ids)
@@ -130,6 +150,9 @@ class App:
         self.operations = [
             *admin.operations(self.control),
             *urls.operations(self.projects, rules, cfg.server.public_url),
+            *asset_routes.operations(
+                self.assets, self.projects, cfg.server.max_upload_mb, cfg.server.public_url
+            ),
             *prompts.operations(self.llm),
             *v2.operations(
                 self.generations, self.admission, self.backends, self.chain, cfg.server.v2_project
@@ -156,6 +179,9 @@ class App:
         if kind == "http":
             if scope["path"].startswith(PREFIX):
                 await self.live(scope, receive, send)
+                return
+            if scope["path"].startswith(ASSET_PREFIX):
+                await self.asset_images(scope, receive, send)
                 return
             status = 500
 
