@@ -18,6 +18,7 @@ from promptpix.transforms.vips import configure
 from .admission import Admission
 from .api import admin, docs, openapi, prompts, urls, v2
 from .api import assets as asset_routes
+from .api import generations as generation_routes
 from .api.routing import JsonRoute as Route
 from .api.routing import routes
 from .assets import Assets
@@ -27,6 +28,7 @@ from .delivery import PREFIX as ASSET_PREFIX
 from .delivery import AssetImages
 from .errors import NotFound
 from .generation import Generation
+from .generations import Generations
 from .health import Health
 from .images import Images
 from .live import PREFIX, LiveImages
@@ -34,6 +36,7 @@ from .metrics import Metrics
 from .originals import Originals
 from .params import ParseRules
 from .projects import DEMO_SLUG, Projects, StoredProjects
+from .references import References
 from .rendering import Renderer
 from .responses import send_error
 from .reuse import Reuse
@@ -118,6 +121,17 @@ class App:
             max_dimension=cfg.server.max_dimension,
             default_format=cfg.server.default_format,
         )
+        self.references = References(self.backends.library)
+        self.generations = Generations(
+            self.images,
+            originals,
+            self.backends.library,
+            self.references,
+            rules,
+            self.admission.terms,
+            public_url=cfg.server.public_url,
+            generation_timeout_s=cfg.server.generation_timeout_s,
+        )
         self.live = LiveImages(
             self.images,
             self.admission,
@@ -126,6 +140,7 @@ class App:
             cache_control=cfg.server.cache_control,
             similar_cache_control=cfg.cache.semantic.cache_control,
             fallback_cache_control=cfg.server.fallback_cache_control,
+            references=self.references,
         )
         self.assets = Assets(
             self.backends.library,
@@ -133,6 +148,7 @@ class App:
             self.tiers,
             self.pool,
             max_source_pixels=ts.max_source_pixels,
+            generated=originals.meta,
         )
         self.asset_images = AssetImages(
             self.assets,
@@ -150,10 +166,11 @@ class App:
         self.operations = [
             *admin.operations(self.control),
             *urls.operations(self.projects, rules, cfg.server.public_url),
+            *prompts.operations(self.llm),
             *asset_routes.operations(
                 self.assets, self.projects, cfg.server.max_upload_mb, cfg.server.public_url
             ),
-            *prompts.operations(self.llm),
+            *generation_routes.operations(self.generations, self.projects),
             *v2.operations(
                 self.generations, self.admission, self.backends, self.chain, cfg.server.v2_project
             ),
@@ -216,6 +233,7 @@ class App:
 
     async def shutdown(self) -> None:
         # Generations under way finish and are stored before the process exits.
+        await self.generations.drain()
         await self.images.drain()
         if self.backends.spool is not None:
             await self.backends.spool.flush(timeout=5.0)

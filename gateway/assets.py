@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import blake3
@@ -83,9 +84,14 @@ class Assets:
         pool: TransformPool,
         *,
         max_source_pixels: int,
+        generated: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None,
     ) -> None:
         self.library = library
         self.store = store
+        # A stored original's metadata by its key: `/a/{project}/{key}` also serves the
+        # project's generated originals, for images no live URL can name (a flow's steps,
+        # references given by id).
+        self.generated = generated
         self.tiers = tiers
         self.pool = pool
         self.max_source_pixels = max_source_pixels
@@ -160,6 +166,8 @@ class Assets:
             found = known[1]
         else:
             found = await self._lookup(project, ref)
+            if found is None and self.generated is not None and is_key(ref):
+                found = await self._original_of(project, ref)
             if len(self._resolved) >= MAX_REMEMBERED:
                 self._resolved.clear()
             ttl = ALIAS_TTL_S if ref.startswith("@") else ID_TTL_S
@@ -167,6 +175,25 @@ class Assets:
         if found is None:
             raise UnknownAsset(f"no asset '{ref[:80]}' in project '{project}'")
         return found
+
+    async def _original_of(self, project: str, key: str) -> Asset | None:
+        """A generated original of `project`, shown as an asset is."""
+        assert self.generated is not None
+        meta = await self.generated(key)
+        if meta is None or meta.get("project") != project or meta.get("kind") == "asset":
+            return None
+        focal = meta.get("focal_point") or {"x": 0.5, "y": 0.5}
+        return Asset(
+            project=project,
+            id=key,
+            content_type=str(meta.get("content_type", "")),
+            width=int(meta.get("width", 0)),
+            height=int(meta.get("height", 0)),
+            bytes=int(meta.get("bytes", 0)),
+            focal_x=float(focal["x"]),
+            focal_y=float(focal["y"]),
+            created_at=float(meta.get("created_at", 0.0)),
+        )
 
     async def _lookup(self, project: str, ref: str) -> Asset | None:
         if ref.startswith("@"):
