@@ -120,13 +120,13 @@ def _operation(op: Operation, schema_of: dict[type, Any]) -> dict[str, Any]:
     ]
     if params:
         out["parameters"] = params
-    if op.raw_body:
-        out["requestBody"] = UPLOAD_BODY
-    elif op.body is not None:
+    if op.body is not None:  # a JSON body, read by the route or by the handler itself
         out["requestBody"] = {
             "required": True,
             "content": {JSON: {"schema": schema_of[op.body]}},
         }
+    elif op.raw_body:
+        out["requestBody"] = UPLOAD_BODY
     ok: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
     if op.answer is not None:
         ok["content"] = {JSON: {"schema": schema_of[op.answer]}}

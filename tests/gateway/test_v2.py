@@ -528,10 +528,6 @@ def test_the_openapi_document_describes_both_routes(gateway: Gateway) -> None:
     )
 
 
-@pytest.mark.xfail(
-    reason="gateway/api/openapi.py (being changed for uploads) documents every route that "
-    "reads its own body as an upload, this JSON one too"
-)
 def test_the_openapi_document_describes_the_generate_body(gateway: Gateway) -> None:
     doc = openapi(gateway)
     generate = doc["paths"]["/api/v2/generate"]["post"]
