@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from tests.generator_fakes import FakeServer, gemini_ok, openai_ok, png
-from tests.live_support import assert_error, checked_client, size_of, start_gateway
-from tests.services import Gateway
+from tests.live_support import assert_error, checked_client, eventually, size_of, start_gateway
+from tests.services import Gateway, PostgreSQL, SeaweedFS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -424,3 +424,60 @@ def test_a_flow_runs_its_steps_with_last_and_first(gateway: Gateway, fake: FakeS
             "/v1/flows", json={"steps": [{"prompt": "forbidden start"}, {"prompt": "@last"}]}
         ).json()
         assert stopped["steps"] == [] and stopped["error"]["status"] == 422
+
+
+# --- production: two replicas on PostgreSQL and S3 (SeaweedFS) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two gateway processes on one PostgreSQL database and one S3 bucket."""
+    root = tmp_path_factory.mktemp("generations-replicas")
+    postgres = PostgreSQL(root / "pg").start()
+    weed = SeaweedFS(root / "weed").start()
+    started: list[Gateway] = []
+    try:
+        shared = {
+            "PROMPTPIX_ADMIN_TOKEN": ADMIN,
+            "PROMPTPIX_DATABASE_URL": postgres.new_database("generations"),
+            "PROMPTPIX_STORE": "s3://generations/images",
+            "PROMPTPIX_S3_ENDPOINT": weed.endpoint,
+            "AWS_ACCESS_KEY_ID": "promptpix",
+            "AWS_SECRET_ACCESS_KEY": "promptpix-secret",
+            "AWS_REGION": "us-east-1",
+            "PROMPTPIX_SEMANTIC": "off",
+        }
+        for name in ("a", "b"):
+            spool = str(root / name / "spool")
+            started.append(start_gateway(root / name, **shared, PROMPTPIX_SPOOL_DIR=spool))
+        yield started[0], started[1]
+    finally:
+        for server in started:
+            server.stop()
+        weed.stop()
+        postgres.remove()
+
+
+def test_replicas_share_the_history_and_flows(replicas: tuple[Gateway, Gateway]) -> None:
+    one, two = replicas
+    _, key = new_project(one.url)
+    eventually(lambda: httpx.get(f"{two.url}/v1/generations", headers=bearer(key)).is_success)
+    with api(one, key) as a, api(two, key) as b:
+        flow = a.post("/v1/flows", json={"name": "across"}).json()
+        first = generate(a, prompt="a robot, character sheet", flow_id=flow["id"])
+        # the next step on the other replica: @last is read from the shared store
+        second = generate(b, prompt="@last on the moon", flow_id=flow["id"])
+        assert second["references"] == [first["original_key"]]
+        assert second["parent_id"] == first["id"]
+        steps = a.get(f"/v1/flows/{flow['id']}").json()["steps"]
+        assert [s["generation"]["id"] for s in steps] == [first["id"], second["id"]]
+        queued = a.post("/v1/generations", params={"wait": "false"}, json={"prompt": "a comet"})
+        status_url = queued.json()["status_url"].replace(one.url, two.url)
+        eventually(lambda: b.get(status_url).json()["status"] == "completed", within=30)
+        history = b.get("/v1/generations").json()["items"]
+        assert [i["prompt"]["given"] for i in history] == [
+            "a comet",
+            "@last on the moon",
+            "a robot, character sheet",
+        ]
+        assert a.get(second["urls"]["thumb"]).status_code == 200  # by key, from S3
