@@ -9,6 +9,7 @@ keeps the answer it was given (or its error) as JSON, with the columns history f
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -98,6 +99,10 @@ class Library(Protocol):
     # Generations
     async def add_generation(self, record: GenerationRecord) -> GenerationRecord:
         """Insert; answers the record with its `seq`."""
+        ...
+
+    async def add_generations(self, records: Sequence[GenerationRecord]) -> None:
+        """Insert several in one transaction (their `seq`s are not answered)."""
         ...
 
     async def update_generation(self, record: GenerationRecord) -> None:

@@ -160,21 +160,35 @@ def add_generation(record: GenerationRecord, now: float) -> Tx[GenerationRecord]
         f"INSERT INTO api_generations ({GENERATION_FIELDS}) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
         f"RETURNING {GENERATION_COLUMNS}",
-        (
-            record.id,
-            record.project,
-            record.status,
-            record.original_key,
-            record.flow_id,
-            record.parent_id,
-            record.generator,
-            json_text(record.aliases),
-            json_text(record.metadata),
-            json_text(record.answer),
-            float(record.created_at or now),
-        ),
+        _generation_args(record, now),
     )
     return generation_from_row(rows[0])
+
+
+def add_generations(records: Sequence[GenerationRecord], now: float) -> Tx[None]:
+    """Several records in one transaction (a group commit: one commit for many answers)."""
+    for record in records:
+        yield (
+            f"INSERT INTO api_generations ({GENERATION_FIELDS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            _generation_args(record, now),
+        )
+
+
+def _generation_args(record: GenerationRecord, now: float) -> tuple[object, ...]:
+    return (
+        record.id,
+        record.project,
+        record.status,
+        record.original_key,
+        record.flow_id,
+        record.parent_id,
+        record.generator,
+        json_text(record.aliases),
+        json_text(record.metadata),
+        json_text(record.answer),
+        float(record.created_at or now),
+    )
 
 
 def update_generation(record: GenerationRecord) -> Tx[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Sequence
 from typing import TypeVar
 
 from . import librarytx as tx
@@ -61,6 +62,10 @@ class SqlLibrary(abc.ABC):
 
     async def add_generation(self, record: GenerationRecord) -> GenerationRecord:
         return await self._run(tx.add_generation(record, time.time()), "single")
+
+    async def add_generations(self, records: Sequence[GenerationRecord]) -> None:
+        if records:
+            await self._run(tx.add_generations(records, time.time()), "write")
 
     async def update_generation(self, record: GenerationRecord) -> None:
         """Replaces status, original_key, generator, aliases and answer of the record of that

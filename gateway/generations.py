@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 from cachetools import LRUCache
 
+from promptpix.cache.batch import GroupWrite
 from promptpix.cache.control import Project
 from promptpix.cache.keys import variant_key
 from promptpix.cache.library import METADATA_KEY, GenerationRecord, Library
@@ -162,6 +163,9 @@ class Generations:
         self.public_url = public_url
         self.generation_timeout_s = generation_timeout_s
         self._background: set[asyncio.Task[None]] = set()
+        # Records of answers made together are written in one transaction; each answer
+        # still leaves only once its record is committed.
+        self._history: GroupWrite[GenerationRecord] = GroupWrite(library.add_generations)
         # (project, base, fields, key) -> the project as it was and its URLs: a changed
         # project (a new secret) is a new object, and signs anew.
         self._urls: LRUCache[
@@ -429,7 +433,7 @@ class Generations:
     async def _record(self, record: GenerationRecord, out: GenerationOut) -> None:
         record.status = "completed"
         self._fill(record, out)
-        await self.library.add_generation(record)
+        await self._history.add(record)
 
     async def _record_failure(
         self, record: GenerationRecord, prepared: Prepared, exc: BaseException
@@ -437,7 +441,7 @@ class Generations:
         record.status = "failed"
         record.answer = msgspec.to_builtins(self.failed(record, prepared.base, exc))
         try:
-            await self.library.add_generation(record)
+            await self._history.add(record)
         except Exception as failure:  # the caller's answer is the generation's error
             log.warning("recording failed generation %s: %s", record.id, failure)
 

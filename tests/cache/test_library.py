@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from promptpix.cache.backends import build_backends
+from promptpix.cache.batch import GroupWrite
 from promptpix.cache.library import MAX_PAGE, Asset, Flow, GenerationRecord, History
 from promptpix.cache.postgres import Postgres
 from promptpix.cache.schema import MIGRATIONS
@@ -464,3 +465,29 @@ def test_the_backends_carry_the_library_of_their_database(tmp_path: Path) -> Non
     )
     assert isinstance(shared.library, PgLibrary)
     assert shared.library.db is shared.database
+
+
+def test_records_written_together_share_one_transaction_and_all_arrive(place: Place) -> None:
+    async def run() -> None:
+        async with place.library() as lib:
+            calls: list[int] = []
+
+            async def write(records: list[GenerationRecord]) -> None:
+                calls.append(len(records))
+                await lib.add_generations(records)
+
+            group = GroupWrite(write)
+            records = [a_record(generator=f"g{i}") for i in range(40)]
+            first = asyncio.create_task(group.add(records[0]))
+            await asyncio.sleep(0.001)  # its write is under way, held for no one
+            await asyncio.gather(first, *(group.add(r) for r in records[1:]))
+            stored = await lib.generations("acme", History(), MAX_PAGE)
+            assert {r.id for r in stored} == {r.id for r in records}
+            assert calls == [1, 39]  # those that arrived meanwhile went together
+
+            duplicate = GroupWrite(lib.add_generations)
+            errors = (sqlite3.IntegrityError, asyncpg.UniqueViolationError)
+            with pytest.raises(errors):  # the id exists: the whole group fails, and says so
+                await asyncio.gather(duplicate.add(records[0]), duplicate.add(a_record()))
+
+    asyncio.run(run())
