@@ -243,12 +243,16 @@ class Assets:
         if stored is None:  # listed, and not (yet) in the store: an outage, not a 404
             raise StoreUnavailable(f"the bytes of asset {asset.id} are not in the store")
         head = header(stored.data, self.max_source_pixels)
-        original = as_original(asset, stored.data, head.shrinkable)
+        # A generated original served by its key says who made it; an upload, `upload`.
+        maker = stored.meta.get("generator") if stored.meta.get("kind") != "asset" else None
+        original = as_original(asset, stored.data, head.shrinkable, str(maker or GENERATOR))
         self.tiers.originals.put(asset.id, original)
         return original
 
 
-def as_original(asset: Asset, data: bytes, shrinkable: bool) -> Original:
+def as_original(
+    asset: Asset, data: bytes, shrinkable: bool, generator: str = GENERATOR
+) -> Original:
     """An asset in the shape transforms start from: shown at its own ratio (nothing is cut
     from it but what `fit` cuts), its focal point the one found at upload."""
     return Original(
@@ -258,7 +262,7 @@ def as_original(asset: Asset, data: bytes, shrinkable: bool) -> Original:
         shrinkable=shrinkable,
         focal=(asset.focal_x, asset.focal_y),
         native=view_of(asset),
-        generator=GENERATOR,
+        generator=generator,
         meta={"kind": "asset", "content_type": asset.content_type},
     )
 

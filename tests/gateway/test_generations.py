@@ -480,4 +480,6 @@ def test_replicas_share_the_history_and_flows(replicas: tuple[Gateway, Gateway])
             "@last on the moon",
             "a robot, character sheet",
         ]
-        assert a.get(second["urls"]["thumb"]).status_code == 200  # by key, from S3
+        by_key = a.get(second["urls"]["thumb"])  # by the original's key, read from S3
+        assert by_key.status_code == 200 and by_key.headers["x-generator"] == "local"
+        assert by_key.headers["x-image-id"] == second["original_key"]
