@@ -130,7 +130,6 @@ class App:
             rules,
             self.admission.terms,
             public_url=cfg.server.public_url,
-            generation_timeout_s=cfg.server.generation_timeout_s,
         )
         self.live = LiveImages(
             self.images,

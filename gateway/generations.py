@@ -40,7 +40,7 @@ from .api.models import (
     ImageOut,
     PromptOut,
 )
-from .errors import BadParameter, GatewayError, GenerationTimeout, UnknownFlow
+from .errors import BadParameter, GenerationTimeout, UnknownFlow
 from .failures import answer_for
 from .generation import Terms
 from .images import Images
@@ -152,7 +152,6 @@ class Generations:
         terms: Callable[[Project, str, Sequence[tuple[bytes, bytes]]], Terms],
         *,
         public_url: str = "",
-        generation_timeout_s: float = 120.0,
     ) -> None:
         self.images = images
         self.originals = originals
@@ -161,7 +160,6 @@ class Generations:
         self.rules = rules
         self.terms = terms
         self.public_url = public_url
-        self.generation_timeout_s = generation_timeout_s
         self._background: set[asyncio.Task[None]] = set()
         # Records of answers made together are written in one transaction; each answer
         # still leaves only once its record is committed.
@@ -219,13 +217,15 @@ class Generations:
             return FlowOutputs(), None
         return FlowOutputs(done[0].original_key, done[-1].original_key), done[-1].id
 
-    async def make(self, prepared: Prepared, timeout_s: float | None = None) -> Outcome:
-        """The image through the live pipeline: the same key, tiers, quota and history."""
+    async def make(self, prepared: Prepared, patient: bool = False) -> Outcome:
+        """The image through the live pipeline: the same key, tiers, quota and history.
+        `patient` (a queued generation, nobody waiting on the connection): a generation
+        slower than a request may wait is waited for again, up to BACKGROUND_WAITS times."""
         started = time.perf_counter()
         request = prepared.request
         vkey = variant_key(request.gen.key, request.transform)
         project = prepared.project
-        waits = 1 if timeout_s is None else BACKGROUND_WAITS
+        waits = BACKGROUND_WAITS if patient else 1
         for attempt in range(waits):
             try:
                 variant, status = await self.images.variant(
@@ -418,7 +418,7 @@ class Generations:
         record.status = "running"
         await self._update(record)
         try:
-            outcome = await self.make(prepared, timeout_s=self.generation_timeout_s)
+            outcome = await self.make(prepared, patient=True)
         except Exception as exc:
             out = self.failed(record, prepared.base, exc)
             record.status = "failed"
@@ -501,6 +501,3 @@ def error_out(exc: BaseException) -> ErrorOut:
         param=body.get("param"),
         generators_attempted=list(attempted) if isinstance(attempted, list) else None,
     )
-
-
-__all__ = ["GatewayError", "Generations", "Outcome", "Prepared", "error_out", "fields_of"]
