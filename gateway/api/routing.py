@@ -16,7 +16,8 @@ from starlette.routing import Route
 from ..admission import Admission, Principal
 from ..errors import MethodNotAllowed
 from ..failures import answer_for
-from ..responses import COMMON, EXPOSE
+from ..responses import COMMON, EXPOSE, Headers
+from ..responses import send as send_raw
 from .bodies import read_json
 
 Auth = Literal["admin", "key", "admin_or_key", "public"]
@@ -97,6 +98,13 @@ class JsonRoute(Route):
     """A route whose wrong method gets the gateway's JSON 405, not Starlette's plain text."""
 
     async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["method"] == "OPTIONS" and self.methods:
+            # A CORS preflight: a page on another origin may call the API with its key
+            # (the answers carry `Access-Control-Allow-Origin: *`; keys are sent, never
+            # cookies).
+            allow = ", ".join(sorted({*self.methods, "OPTIONS"}))
+            await send_raw(send, 204, api_preflight(allow), b"", head=True)
+            return
         if self.methods and scope["method"] not in self.methods:
             allow = ", ".join(sorted(self.methods))
             response = error_answer(
@@ -107,13 +115,25 @@ class JsonRoute(Route):
         await super().handle(scope, receive, send)
 
 
+def api_preflight(methods: str) -> Headers:
+    return [
+        (b"access-control-allow-origin", b"*"),
+        (b"access-control-allow-methods", methods.encode()),
+        (b"access-control-allow-headers", b"Authorization, X-API-Key, Content-Type"),
+        (b"access-control-max-age", b"86400"),
+        (b"content-length", b"0"),
+    ]
+
+
 def routes(operations: Sequence[Operation], admission: Admission) -> list[Route]:
     """One Starlette route per path, dispatching on the method."""
     by_path: dict[str, dict[str, Operation]] = {}
     for op in operations:
         by_path.setdefault(op.path, {})[op.method] = op
     out: list[Route] = []
-    for path, ops in by_path.items():
+    # Fixed paths first: `/v1/generations/batch` before `/v1/generations/{id}`, which would
+    # otherwise also match it for a method only one of them has (a preflight, a 405).
+    for path, ops in sorted(by_path.items(), key=lambda item: "{" in item[0]):
         handlers = {method: endpoint(op, admission) for method, op in ops.items()}
 
         async def dispatch(request: Request, handlers: Any = handlers) -> Response:

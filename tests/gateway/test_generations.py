@@ -483,3 +483,20 @@ def test_replicas_share_the_history_and_flows(replicas: tuple[Gateway, Gateway])
         by_key = a.get(second["urls"]["thumb"])  # by the original's key, read from S3
         assert by_key.status_code == 200 and by_key.headers["x-generator"] == "local"
         assert by_key.headers["x-image-id"] == second["original_key"]
+
+
+def test_a_page_on_another_origin_may_call_the_api(gateway: Gateway) -> None:
+    preflight = {
+        "Origin": "https://shop.example.com",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    for path in ("/v1/generations", "/v1/generations/batch", "/api/v2/generate"):
+        answer = httpx.options(f"{gateway.url}{path}", headers=preflight)
+        assert answer.status_code == 204, (path, answer.text)
+        assert answer.headers["access-control-allow-origin"] == "*"
+        assert "POST" in answer.headers["access-control-allow-methods"]
+        allowed = answer.headers["access-control-allow-headers"].lower()
+        assert "authorization" in allowed and "content-type" in allowed
+    history = httpx.options(f"{gateway.url}/v1/generations/gen_0123456789abcdef0123")
+    assert history.status_code == 204 and "GET" in history.headers["access-control-allow-methods"]
