@@ -16,9 +16,10 @@ from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
 
 from .admission import Admission
-from .api import admin, docs, openapi, prompts, urls, v2
+from .api import admin, docs, llms, openapi, prompts, urls, v2
 from .api import assets as asset_routes
 from .api import generations as generation_routes
+from .api import warm as warm_routes
 from .api.routing import JsonRoute as Route
 from .api.routing import routes
 from .assets import Assets
@@ -43,6 +44,7 @@ from .reuse import Reuse
 from .spending import Spending
 from .tiers import Tiers
 from .types import Message, Receive, Scope, Send
+from .warming import Warming
 
 log = logging.getLogger("promptpix")
 
@@ -131,6 +133,14 @@ class App:
             self.admission.terms,
             public_url=cfg.server.public_url,
         )
+        self.warming = Warming(
+            self.images,
+            self.backends.library,
+            self.references,
+            rules,
+            self.admission.terms,
+            public_url=cfg.server.public_url,
+        )
         self.live = LiveImages(
             self.images,
             self.admission,
@@ -170,6 +180,8 @@ class App:
                 self.assets, self.projects, cfg.server.max_upload_mb, cfg.server.public_url
             ),
             *generation_routes.operations(self.generations, self.projects),
+            *warm_routes.operations(self.warming, self.projects),
+            llms.operation(rules, cfg.server.public_url, cfg.demo_enabled),
             *v2.operations(
                 self.generations, self.admission, self.backends, self.chain, cfg.server.v2_project
             ),
@@ -233,6 +245,7 @@ class App:
     async def shutdown(self) -> None:
         # Generations under way finish and are stored before the process exits.
         await self.generations.drain()
+        await self.warming.drain()
         await self.images.drain()
         if self.backends.spool is not None:
             await self.backends.spool.flush(timeout=5.0)
