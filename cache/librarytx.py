@@ -1,4 +1,5 @@
-"""The library's transactions (assets, generations, flows), written once for both databases.
+"""The library's transactions (assets, generations, flows, warm jobs), written once for both
+databases.
 
 They are `controltx` transactions: generators of `(sql, args)` with `$n` parameters, run by
 `pgcontrol.run` or `sqlitecontrol.run`. Only what the two databases spell differently takes
@@ -300,3 +301,24 @@ def flow_steps(project: str, flow_id: str) -> Tx[list[GenerationRecord]]:
         (project, flow_id),
     )
     return [generation_from_row(r) for r in rows]
+
+
+# --- warm jobs -----------------------------------------------------------------------------
+
+
+def put_warm_job(project: str, job_id: str, state: dict[str, Any], now: float) -> Tx[None]:
+    """The job's state, made or replaced (of that project only)."""
+    yield (
+        "INSERT INTO warm_jobs (id, project, state, created_at) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (id) DO UPDATE SET state = excluded.state "
+        "WHERE warm_jobs.project = excluded.project",
+        (job_id, project, json_text(state), now),
+    )
+
+
+def get_warm_job(project: str, job_id: str) -> Tx[dict[str, Any] | None]:
+    rows = yield (
+        "SELECT state FROM warm_jobs WHERE id = $1 AND project = $2",
+        (job_id, project),
+    )
+    return dict(orjson.loads(rows[0][0])) if rows else None

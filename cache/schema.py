@@ -263,6 +263,24 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     """,
     ),
+    # Page warming jobs (`/v1/warm`): each job's whole state as the API shows it, JSON,
+    # rewritten as its items finish, so any worker or replica answers its status.
+    Migration(
+        4,
+        postgres="""
+    CREATE TABLE warm_jobs (
+        id text PRIMARY KEY,
+        project text NOT NULL,
+        state text NOT NULL,
+        created_at double precision NOT NULL
+    );
+    """,
+        sqlite="""
+    CREATE TABLE warm_jobs (
+        id TEXT PRIMARY KEY, project TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL
+    );
+    """,
+    ),
 )
 
 

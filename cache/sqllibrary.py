@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import librarytx as tx
 from . import pgcontrol, sqlitecontrol
@@ -92,6 +92,14 @@ class SqlLibrary(abc.ABC):
 
     async def flow_steps(self, project: str, flow_id: str) -> list[GenerationRecord]:
         return await self._run(tx.flow_steps(project, flow_id), "single")
+
+    # --- warm jobs ------------------------------------------------------------------------
+
+    async def put_warm_job(self, project: str, id: str, state: dict[str, Any]) -> None:
+        await self._run(tx.put_warm_job(project, id, state, time.time()), "single")
+
+    async def warm_job(self, project: str, id: str) -> dict[str, Any] | None:
+        return await self._run(tx.get_warm_job(project, id), "single")
 
 
 class PgLibrary(SqlLibrary):
