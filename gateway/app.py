@@ -133,14 +133,7 @@ class App:
             self.admission.terms,
             public_url=cfg.server.public_url,
         )
-        self.warming = Warming(
-            self.images,
-            self.backends.library,
-            self.references,
-            rules,
-            self.admission.terms,
-            public_url=cfg.server.public_url,
-        )
+        self.warming = Warming(self.generations)
         self.live = LiveImages(
             self.images,
             self.admission,

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -21,14 +21,11 @@ from urllib.parse import urljoin, urlsplit
 import msgspec
 
 from promptpix.cache.control import Project
-from promptpix.cache.library import Library
 
 from .generation import Terms
-from .generations import BACKGROUND_WAITS, error_out, new_id
-from .images import Images
+from .generations import BACKGROUND_WAITS, Generations, error_out, new_id
 from .live import PREFIX
-from .params import ImageRequest, ParseRules, parse_fields, split_query
-from .references import References
+from .params import ImageRequest, parse_fields, split_query
 from .tiers import MISS
 
 log = logging.getLogger("promptpix.warming")
@@ -101,22 +98,14 @@ def own_query(url: str, base: str, bases: Sequence[tuple[str, str]], slug: str) 
 
 
 class Warming:
-    def __init__(
-        self,
-        images: Images,
-        library: Library,
-        references: References,
-        rules: ParseRules,
-        terms: Callable[[Project, str, Sequence[tuple[bytes, bytes]]], Terms],
-        *,
-        public_url: str = "",
-    ) -> None:
-        self.images = images
-        self.library = library
-        self.references = references
-        self.rules = rules
-        self.terms = terms
-        self.public_url = public_url
+    def __init__(self, generations: Generations) -> None:
+        # The JSON API's own pipeline, parse rules, references, terms and public URL.
+        self.images = generations.images
+        self.library = generations.library
+        self.references = generations.references
+        self.rules = generations.rules
+        self.terms = generations.terms
+        self.public_url = generations.public_url
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(

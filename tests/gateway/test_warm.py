@@ -43,10 +43,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         server.stop()
 
 
-def new_project(base: str, scopes: tuple[str, ...] = ("generate", "read")) -> tuple[str, str]:
+def new_project(
+    base: str, scopes: tuple[str, ...] = ("generate", "read"), **fields: Any
+) -> tuple[str, str]:
     slug = f"w-{uuid.uuid4().hex[:10]}"
     with checked_client(base) as client:
-        made = client.post("/v1/projects", json={"slug": slug}, headers=bearer(ADMIN))
+        made = client.post("/v1/projects", json={"slug": slug, **fields}, headers=bearer(ADMIN))
         assert made.status_code == 201, made.text
         key = client.post(
             f"/v1/projects/{slug}/keys",
@@ -151,6 +153,22 @@ def test_a_list_of_urls_with_a_bad_one_fails_only_it(gateway: Gateway) -> None:
     assert (state["total"], state["done"], state["failed"], state["ignored"]) == (2, 1, 1, 1)
     failed = next(i for i in state["items"] if i["outcome"] == "failed")
     assert failed["url"] == bad and failed["error"]["param"] == "w"
+
+
+def test_a_warm_keeps_to_the_projects_rate_limit(gateway: Gateway) -> None:
+    slug, key = new_project(gateway.url, rate_limit={"misses_per_minute": 2})
+    tag = uuid.uuid4().hex[:8]
+    before = generations(gateway.url)
+    with api(gateway, key) as client:
+        started = client.post(
+            "/v1/warm", json={"urls": [url(slug, f"{tag} {n}") for n in range(5)]}
+        )
+        assert started.status_code == 202, started.text
+        state = finished(client, f"/v1/warm/{started.json()['id']}")
+    assert (state["total"], state["done"], state["failed"]) == (5, 2, 3)
+    assert generations(gateway.url) - before == 2
+    codes = [i["error"]["code"] for i in state["items"] if i["outcome"] == "failed"]
+    assert codes == ["rate_limited"] * 3
 
 
 def test_bad_bodies_keys_and_ids(gateway: Gateway) -> None:
