@@ -13,6 +13,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from .api.bodies import drop_declared
 from .errors import (
     BadParameter,
     InvalidBody,
@@ -78,6 +79,7 @@ def _declared_over(request: Request, limit: int) -> bool:
 
 async def _raw(request: Request, limit: int) -> bytes:
     if _declared_over(request, limit):
+        await drop_declared(request)
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
@@ -161,6 +163,7 @@ async def _multipart(request: Request, limit: int) -> tuple[bytes, str | None]:
     if not boundary:
         raise InvalidBody("multipart/form-data needs a boundary in its Content-Type")
     if _declared_over(request, limit + SLACK):
+        await drop_declared(request)
         raise _too_large(limit)
     form = _Form(limit)
     parser = MultipartParser(boundary, form.callbacks())  # type: ignore[arg-type]

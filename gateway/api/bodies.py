@@ -18,16 +18,29 @@ from ..errors import BadParameter, BodyTooLarge, InvalidBody, UnknownField, Unsu
 
 T = TypeVar("T")
 MAX_BODY = 1 << 20  # 1 MiB: any JSON body of the API fits in far less
+DROP_AT_MOST = 8 << 20  # a refused body up to this size is read to its end, then answered
 
 _FIELD = re.compile(r" - at `\$\.?([^`\[]*)")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
+async def drop_declared(request: Request) -> None:
+    """Before refusing a body that declares too many bytes: read and drop them, up to
+    DROP_AT_MOST, so a client still sending reads the 413 rather than a reset connection.
+    A larger one is not read: the connection closes under it."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > DROP_AT_MOST:
+        return
+    async for _ in request.stream():
+        pass
+
+
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     """The raw body, refused as soon as it passes `limit` (or says it will)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
+        await drop_declared(request)
         raise BodyTooLarge(f"the body is limited to {limit} bytes")
     chunks: list[bytes] = []
     size = 0
