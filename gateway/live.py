@@ -16,6 +16,7 @@ from promptpix.cache.control import Project
 from promptpix.transforms.formats import negotiate
 
 from . import errors as err
+from . import hints
 from .admission import Admission
 from .failures import answer_for
 from .images import Images
@@ -40,6 +41,7 @@ ROUTE = "/i"
 PREFIX = ROUTE + "/"
 REMEMBERED_URLS = 50_000
 STAND_INS = frozenset({SIMILAR, PLACEHOLDER})  # answers kept for minutes, asked for again
+EMPTY: Headers = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +112,19 @@ class LiveImages:
                 )
                 return
 
+        hinted: list[bytes] | None = None  # `ch=1`: the Client Hints this answer used
         try:
             fields = signed if signed is not None else split_query(query)
+            if hints.wanted(fields):
+                fields, hinted = hints.apply(fields, scope["headers"], self.rules.max_dimension)
             request = parse_fields(fields, project, self.rules, accept.decode("latin-1"))
             if self.references is not None and "@" in request.gen.prompt:
                 request = await self._with_references(project, request)
             vkey = request.variant_key
             parsed_ms = (time.perf_counter() - started) * 1000
+            extra = hints.answer_headers(hinted) if hinted is not None else []
             if if_none_match and etag_matches(if_none_match, b'"' + vkey.encode() + b'"'):
-                await self._not_modified(send_, vkey, request.negotiated)
+                await self._not_modified(send_, vkey, request.negotiated, extra)
                 return
             peer = scope.get("client") or ("", 0)
             terms = self.admission.terms(project, str(peer[0]), scope["headers"])
@@ -129,14 +135,15 @@ class LiveImages:
             await self._fail(send_, exc, head)
             return
         # A stand-in: the URL's own image is still to be made, ask again. An `@alias`: the
-        # alias may move, and the URL then names another image.
-        if status not in STAND_INS and not request.gen.references:
+        # alias may move, and the URL then names another image. Client Hints: the same URL
+        # is another image on another device.
+        if status not in STAND_INS and not request.gen.references and hinted is None:
             self._remember(path, query, project, vkey, request)
         stages = [("parse", parsed_ms)]
         if status != HIT:
             stages.extend(variant.timings.items())
         await self._answer(
-            send_, variant, status, request.negotiated, if_none_match, head, started, stages
+            send_, variant, status, request.negotiated, if_none_match, head, started, stages, extra
         )
 
     async def _with_references(self, project: Project, request: ImageRequest) -> ImageRequest:
@@ -174,11 +181,12 @@ class LiveImages:
         head: bool,
         started: float,
         stages: Iterable[tuple[str, float]],
+        extra: Headers = EMPTY,
     ) -> None:
         stand_in = status in STAND_INS
         etag = b'"' + variant.key.encode() + b'"'
         if not stand_in and if_none_match and etag_matches(if_none_match, etag):
-            await self._not_modified(send_, variant.key, negotiated)
+            await self._not_modified(send_, variant.key, negotiated, extra)
             return
         if status == SIMILAR:
             base = self._headers(variant, negotiated, self.similar_cache_control)
@@ -199,13 +207,15 @@ class LiveImages:
             timing = timing_header([*stages, ("total", total)])
         else:  # a hit: answered from memory
             timing = b"cache;dur=%.2f, total;dur=%.2f" % (total, total)
-        headers = [*base, (b"x-cache-status", status.encode()), (b"server-timing", timing)]
+        headers = [*base, *extra, (b"x-cache-status", status.encode()), (b"server-timing", timing)]
         await send(send_, 200, headers, variant.data, head=head)
         self.metrics.requests.inc(ROUTE, "200", status)
         self.metrics.stage_ms.observe(total, "request")
 
-    async def _not_modified(self, send_: Send, vkey: str, negotiated: bool) -> None:
-        headers = not_modified_headers(vkey, negotiated, self.cache_control)
+    async def _not_modified(
+        self, send_: Send, vkey: str, negotiated: bool, extra: Headers = EMPTY
+    ) -> None:
+        headers = [*not_modified_headers(vkey, negotiated, self.cache_control), *extra]
         await send(send_, 304, headers, b"", head=True)
         self.metrics.requests.inc(ROUTE, "304", "HIT")
 

@@ -28,7 +28,7 @@ AUTO = "auto"
 
 GENERATION_PARAMS = ("prompt", "ar", "style", "neg", "seed", "enhance", "model")
 TRANSFORM_PARAMS = ("w", "h", "dpr", "fit", "anchor", "fmt", "q", "bg", "rmbg", "blur")
-KNOWN_PARAMS = frozenset((*GENERATION_PARAMS, *TRANSFORM_PARAMS, "sig"))
+KNOWN_PARAMS = frozenset((*GENERATION_PARAMS, *TRANSFORM_PARAMS, "sig", "ch"))
 
 _INT = re.compile(r"[0-9]{1,10}")
 _NUM = re.compile(r"[0-9]{1,4}(\.[0-9]{1,6})?")
@@ -140,6 +140,7 @@ def parse_fields(
     for name in raw:
         if name not in KNOWN_PARAMS:
             raise UnknownParameter(f"unknown parameter '{name}'", param=_printable(name))
+    _flag(raw, "ch", False)  # Client Hints (gateway/hints.py): 0 or 1, no part of any key
     if "prompt" not in raw:
         raise BadParameter("'prompt' is required", param="prompt")
 
@@ -235,6 +236,7 @@ def parse_transform(
             )
         if name not in KNOWN_PARAMS:
             raise UnknownParameter(f"unknown parameter '{name}'", param=_printable(name))
+    _flag(raw, "ch", False)
     return _transform(raw, rules, accept, _box(raw, rules), view, plain)
 
 

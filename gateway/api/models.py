@@ -169,6 +169,7 @@ class UrlBody(Body):
     bg: str | None = None
     rmbg: bool | None = None
     blur: float | None = None
+    ch: bool | None = None  # Client Hints: `Sec-CH-DPR`/`Sec-CH-Width` fill `dpr`/`w`
     widths: list[Annotated[int, Meta(ge=1, le=16384)]] | None = None  # the srcset's widths
     sizes: Annotated[str, Meta(max_length=500)] | None = None
     alt: Annotated[str, Meta(max_length=500)] = ""
