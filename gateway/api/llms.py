@@ -85,6 +85,8 @@ Transform parameters (the same image, presented differently; cheap):
   browser accepts).
 - `q`: quality 1..100. `bg`: padding colour `RRGGBB` or `transparent`. `rmbg`: `1` removes
   the background (needs webp, avif or png). `blur`: 0..100.
+- `ch`: `1` lets the browser's Client Hints (`Sec-CH-DPR`, `Sec-CH-Width`) fill `dpr` and
+  `w`. Prefer an explicit srcset: it is cached the same everywhere.
 
 Any other parameter, or a value out of range, is a 400 with a JSON error naming it.
 

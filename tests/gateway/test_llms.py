@@ -33,7 +33,7 @@ def test_it_names_every_parameter_ratio_and_style(gateway: Gateway) -> None:
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "text/plain; charset=utf-8"
     text = answer.text
-    for name in (*GENERATION_PARAMS, *TRANSFORM_PARAMS):
+    for name in (*GENERATION_PARAMS, *TRANSFORM_PARAMS, "ch"):
         assert f"`{name}`" in text, name
     for ratio in NATIVE_SIZES:
         assert ratio_text(ratio) in text
