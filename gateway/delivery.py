@@ -24,19 +24,17 @@ from promptpix.cache.singleflight import SingleFlight
 from . import errors as err
 from .admission import Admission
 from .assets import Assets, view_of
-from .failures import answer_for
+from .live import not_get, refuse
 from .metrics import Metrics
 from .params import ParseRules, Transform, parse_transform, split_query
 from .rendering import Renderer
 from .responses import (
-    PREFLIGHT,
     conditions,
     etag_matches,
     etag_of,
     image_headers,
     not_modified_headers,
     send,
-    send_error,
 )
 from .responses import server_timing as timing_header
 from .tiers import HIT, TRANSFORM, Tiers, Variant
@@ -131,16 +129,10 @@ class AssetImages:
         self.metrics.requests.inc(ROUTE, "304", "HIT")
 
     async def _not_get(self, method: str, send_: Send) -> None:
-        if method == "OPTIONS":
-            await send(send_, 204, PREFLIGHT, b"", head=True)
-            self.metrics.requests.inc(ROUTE, "204", "")
-            return
-        await self._fail(send_, err.MethodNotAllowed(f"{method} is not allowed here"), False)
+        await not_get(method, send_, self.metrics, ROUTE)
 
     async def _fail(self, send_: Send, exc: BaseException, head: bool) -> None:
-        mapped = answer_for(exc)
-        await send_error(send_, mapped, head=head)
-        self.metrics.requests.inc(ROUTE, str(mapped.status), "")
+        await refuse(send_, exc, head, self.metrics, ROUTE)
 
 
 def _split(path: str) -> tuple[str, str]:

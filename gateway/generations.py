@@ -73,6 +73,7 @@ class Prepared:
     parent_id: str | None
     terms: Terms
     base: str  # the public base URL the answer's URLs start with
+    metadata: dict[str, str]  # the body's, as text: what the history filters on
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +184,7 @@ class Generations:
     ) -> Prepared:
         """Every check that needs no generator: a bad body is a 4xx before anything runs."""
         fields = fields_of(body)
-        check_metadata(body.metadata)
+        metadata = check_metadata(body.metadata)
         flow, parent = None, None
         if body.flow_id is not None:
             if not is_id("flow", body.flow_id):
@@ -206,6 +207,7 @@ class Generations:
             parent,
             self.terms(project, peer, headers),
             self.public_url or base,
+            metadata,
         )
 
     async def _flow(self, project: str, flow_id: str) -> tuple[FlowOutputs, str | None]:
@@ -387,7 +389,7 @@ class Generations:
             flow_id=prepared.flow_id,
             parent_id=prepared.parent_id,
             aliases=list(prepared.resolved.aliases),
-            metadata=check_metadata(prepared.body.metadata),
+            metadata=prepared.metadata,
         )
 
     async def run(self, prepared: Prepared) -> GenerationOut:

@@ -220,13 +220,25 @@ class LiveImages:
         self.metrics.requests.inc(ROUTE, "304", "HIT")
 
     async def _not_get(self, method: str, send_: Send) -> None:
-        if method == "OPTIONS":
-            await send(send_, 204, PREFLIGHT, b"", head=True)
-            self.metrics.requests.inc(ROUTE, "204", "")
-            return
-        await self._fail(send_, err.MethodNotAllowed(f"{method} is not allowed here"), False)
+        await not_get(method, send_, self.metrics, ROUTE)
 
     async def _fail(self, send_: Send, exc: BaseException, head: bool) -> None:
-        mapped = answer_for(exc)
-        await send_error(send_, mapped, head=head)
-        self.metrics.requests.inc(ROUTE, str(mapped.status), "")
+        await refuse(send_, exc, head, self.metrics, ROUTE)
+
+
+async def not_get(method: str, send_: Send, metrics: Metrics, route: str) -> None:
+    """An image route's answer to any method but GET and HEAD: a CORS preflight, or 405."""
+    if method == "OPTIONS":
+        await send(send_, 204, PREFLIGHT, b"", head=True)
+        metrics.requests.inc(route, "204", "")
+        return
+    await refuse(
+        send_, err.MethodNotAllowed(f"{method} is not allowed here"), False, metrics, route
+    )
+
+
+async def refuse(send_: Send, exc: BaseException, head: bool, metrics: Metrics, route: str) -> None:
+    """Any failure of an image route as the JSON error it maps to, counted."""
+    mapped = answer_for(exc)
+    await send_error(send_, mapped, head=head)
+    metrics.requests.inc(route, str(mapped.status), "")
