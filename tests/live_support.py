@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import httpx
 import pyvips
 
 from promptpix.cache.filestore import FileStore
-from tests.services import Gateway
+from tests.services import Gateway, PostgreSQL, SeaweedFS
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})? (\S+)$')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -168,3 +170,60 @@ def checked_client(base: str) -> httpx.Client:
         assert response.status_code < 500, (response.status_code, response.read()[:300])
 
     return httpx.Client(base_url=base, timeout=60, event_hooks={"response": [no_server_error]})
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def new_project(
+    base: str,
+    admin: str,
+    scopes: tuple[str, ...] = ("generate", "read", "assets"),
+    **fields: Any,
+) -> tuple[str, str]:
+    """A new project made with the admin token, and a key of it: (slug, key)."""
+    slug = f"p-{uuid.uuid4().hex[:10]}"
+    with checked_client(base) as client:
+        made = client.post("/v1/projects", json={"slug": slug, **fields}, headers=bearer(admin))
+        assert made.status_code == 201, made.text
+        key = client.post(
+            f"/v1/projects/{slug}/keys",
+            json={"name": "t", "scopes": list(scopes)},
+            headers=bearer(admin),
+        )
+        assert key.status_code == 201, key.text
+    return slug, str(key.json()["key"])
+
+
+@contextlib.contextmanager
+def replicas(
+    root: Path, database: str, *, s3: bool = True, **env: str
+) -> Iterator[tuple[Gateway, Gateway, str]]:
+    """Two gateway processes on one PostgreSQL database and, with `s3`, one S3 bucket
+    (SeaweedFS; else one file store): the two, and the S3 endpoint ("" without)."""
+    postgres = PostgreSQL(root / "pg").start()
+    weed = SeaweedFS(root / "weed").start() if s3 else None
+    started: list[Gateway] = []
+    try:
+        shared = {"PROMPTPIX_DATABASE_URL": postgres.new_database(database), **env}
+        if weed is not None:
+            shared |= {
+                "PROMPTPIX_STORE": f"s3://{database}/images",
+                "PROMPTPIX_S3_ENDPOINT": weed.endpoint,
+                "AWS_ACCESS_KEY_ID": "promptpix",
+                "AWS_SECRET_ACCESS_KEY": "promptpix-secret",
+                "AWS_REGION": "us-east-1",
+            }
+        else:
+            shared["PROMPTPIX_STORE"] = f"file://{root / 'store'}"
+        for name in ("a", "b"):
+            spool = str(root / name / "spool")
+            started.append(start_gateway(root / name, **shared, PROMPTPIX_SPOOL_DIR=spool))
+        yield started[0], started[1], weed.endpoint if weed is not None else ""
+    finally:
+        for server in started:
+            server.stop()
+        if weed is not None:
+            weed.stop()
+        postgres.remove()

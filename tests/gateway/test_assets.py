@@ -26,6 +26,7 @@ import pyvips
 from openapi_spec_validator import validate
 
 from promptpix.cache.s3store import S3Store
+from tests import live_support as live
 from tests.live_support import (
     YEAR,
     assert_error,
@@ -36,7 +37,7 @@ from tests.live_support import (
     size_of,
     start_gateway,
 )
-from tests.services import Gateway, PostgreSQL, SeaweedFS
+from tests.services import Gateway
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -602,28 +603,8 @@ def test_reindex_leaves_assets_out(small: Gateway) -> None:
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Gateway, str]]:
     """Two gateway processes on one PostgreSQL database and one S3 bucket; and its endpoint."""
     root = tmp_path_factory.mktemp("assets-replicas")
-    postgres = PostgreSQL(root / "pg").start()
-    weed = SeaweedFS(root / "weed").start()
-    started: list[Gateway] = []
-    try:
-        shared = {
-            "PROMPTPIX_ADMIN_TOKEN": ADMIN,
-            "PROMPTPIX_DATABASE_URL": postgres.new_database("assets"),
-            "PROMPTPIX_STORE": "s3://assets/images",
-            "PROMPTPIX_S3_ENDPOINT": weed.endpoint,
-            "AWS_ACCESS_KEY_ID": "promptpix",
-            "AWS_SECRET_ACCESS_KEY": "promptpix-secret",
-            "AWS_REGION": "us-east-1",
-        }
-        for name in ("a", "b"):
-            spool = str(root / name / "spool")
-            started.append(start_gateway(root / name, **shared, PROMPTPIX_SPOOL_DIR=spool))
-        yield started[0], started[1], weed.endpoint
-    finally:
-        for server in started:
-            server.stop()
-        weed.stop()
-        postgres.remove()
+    with live.replicas(root, "assets", PROMPTPIX_ADMIN_TOKEN=ADMIN) as started:
+        yield started
 
 
 def stored_in_s3(endpoint: str, key: str) -> dict[str, Any] | None:

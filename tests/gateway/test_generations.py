@@ -11,25 +11,21 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests import live_support as live
 from tests.generator_fakes import FakeServer, gemini_ok, openai_ok, png
-from tests.live_support import assert_error, checked_client, eventually, size_of, start_gateway
-from tests.services import Gateway, PostgreSQL, SeaweedFS
+from tests.live_support import assert_error, bearer, eventually, size_of, start_gateway
+from tests.services import Gateway
 
 pytestmark = pytest.mark.timeout(120)
 
 ADMIN = "generations-admin-token-0123456789"
 GENERATE = "gemini-2.5-flash-image:generateContent"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +56,7 @@ def gateway(fake: FakeServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def new_project(base: str, **fields: Any) -> tuple[str, str]:
     """A project and a key of it with every scope: (slug, key)."""
-    slug = f"g-{uuid.uuid4().hex[:10]}"
-    with checked_client(base) as client:
-        made = client.post("/v1/projects", json={"slug": slug, **fields}, headers=bearer(ADMIN))
-        assert made.status_code == 201, made.text
-        key = client.post(
-            f"/v1/projects/{slug}/keys",
-            json={"name": "t", "scopes": ["generate", "read", "assets"]},
-            headers=bearer(ADMIN),
-        )
-        assert key.status_code == 201, key.text
-    return slug, key.json()["key"]
+    return live.new_project(base, ADMIN, **fields)
 
 
 @pytest.fixture(scope="module")
@@ -433,29 +419,10 @@ def test_a_flow_runs_its_steps_with_last_and_first(gateway: Gateway, fake: FakeS
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Gateway]]:
     """Two gateway processes on one PostgreSQL database and one S3 bucket."""
     root = tmp_path_factory.mktemp("generations-replicas")
-    postgres = PostgreSQL(root / "pg").start()
-    weed = SeaweedFS(root / "weed").start()
-    started: list[Gateway] = []
-    try:
-        shared = {
-            "PROMPTPIX_ADMIN_TOKEN": ADMIN,
-            "PROMPTPIX_DATABASE_URL": postgres.new_database("generations"),
-            "PROMPTPIX_STORE": "s3://generations/images",
-            "PROMPTPIX_S3_ENDPOINT": weed.endpoint,
-            "AWS_ACCESS_KEY_ID": "promptpix",
-            "AWS_SECRET_ACCESS_KEY": "promptpix-secret",
-            "AWS_REGION": "us-east-1",
-            "PROMPTPIX_SEMANTIC": "off",
-        }
-        for name in ("a", "b"):
-            spool = str(root / name / "spool")
-            started.append(start_gateway(root / name, **shared, PROMPTPIX_SPOOL_DIR=spool))
-        yield started[0], started[1]
-    finally:
-        for server in started:
-            server.stop()
-        weed.stop()
-        postgres.remove()
+    with live.replicas(
+        root, "generations", PROMPTPIX_ADMIN_TOKEN=ADMIN, PROMPTPIX_SEMANTIC="off"
+    ) as (one, two, _):
+        yield one, two
 
 
 def test_replicas_share_the_history_and_flows(replicas: tuple[Gateway, Gateway]) -> None:

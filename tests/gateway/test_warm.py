@@ -14,17 +14,20 @@ import httpx
 import pytest
 
 from promptpix.gateway.pages import css_urls, image_urls, srcset_urls
-from tests.live_support import assert_error, checked_client, eventually, generations, start_gateway
-from tests.services import Gateway, PostgreSQL
+from tests import live_support as live
+from tests.live_support import (
+    assert_error,
+    bearer,
+    eventually,
+    generations,
+    start_gateway,
+)
+from tests.services import Gateway
 
 pytestmark = pytest.mark.timeout(120)
 
 ADMIN = "warm-admin-token-0123456789abcdef"
 PUBLIC = "https://img.example.test"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +49,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 def new_project(
     base: str, scopes: tuple[str, ...] = ("generate", "read"), **fields: Any
 ) -> tuple[str, str]:
-    slug = f"w-{uuid.uuid4().hex[:10]}"
-    with checked_client(base) as client:
-        made = client.post("/v1/projects", json={"slug": slug, **fields}, headers=bearer(ADMIN))
-        assert made.status_code == 201, made.text
-        key = client.post(
-            f"/v1/projects/{slug}/keys",
-            json={"name": "t", "scopes": list(scopes)},
-            headers=bearer(ADMIN),
-        )
-        assert key.status_code == 201, key.text
-    return slug, key.json()["key"]
+    return live.new_project(base, ADMIN, scopes, **fields)
 
 
 def api(gateway: Gateway, key: str) -> httpx.Client:
@@ -212,17 +205,8 @@ def test_a_job_on_postgresql_is_read_by_another_replica(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     root = tmp_path_factory.mktemp("warm-replicas")
-    postgres = PostgreSQL(root / "pg").start()
-    started: list[Gateway] = []
-    try:
-        shared = {
-            "PROMPTPIX_ADMIN_TOKEN": ADMIN,
-            "PROMPTPIX_DATABASE_URL": postgres.new_database("warm"),
-            "PROMPTPIX_STORE": f"file://{root / 'store'}",
-            "PROMPTPIX_SEMANTIC": "off",
-        }
-        started = [start_gateway(root / name, **shared) for name in ("a", "b")]
-        one, two = started
+    shared = {"PROMPTPIX_ADMIN_TOKEN": ADMIN, "PROMPTPIX_SEMANTIC": "off"}
+    with live.replicas(root, "warm", s3=False, **shared) as (one, two, _):
         slug, key = new_project(one.url)
         eventually(
             lambda: (
@@ -239,10 +223,6 @@ def test_a_job_on_postgresql_is_read_by_another_replica(
             state = finished(b, f"/v1/warm/{job.json()['id']}")
         assert (state["total"], state["done"], state["failed"]) == (3, 3, 0)
         assert [i["url"] for i in state["items"]] == urls
-    finally:
-        for server in started:
-            server.stop()
-        postgres.remove()
 
 
 # --- the extractor ---------------------------------------------------------------------
