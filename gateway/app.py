@@ -16,7 +16,7 @@ from promptpix.transforms.executor import TransformPool
 from promptpix.transforms.vips import configure
 
 from .admission import Admission
-from .api import admin, docs, llms, openapi, prompts, urls, v2
+from .api import admin, docs, llms, openapi, prompts, styles, urls, v2
 from .api import assets as asset_routes
 from .api import generations as generation_routes
 from .api import warm as warm_routes
@@ -169,6 +169,7 @@ class App:
             *admin.operations(self.control),
             *urls.operations(self.projects, rules, cfg.server.public_url),
             *prompts.operations(self.llm),
+            *styles.operations(self.projects),
             *asset_routes.operations(
                 self.assets, self.projects, cfg.server.max_upload_mb, cfg.server.public_url
             ),

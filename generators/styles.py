@@ -10,6 +10,7 @@ class Style:
     name: str
     template: str  # "{prompt}" is replaced by the user's prompt
     transparent: bool  # asks for a plain background, removed to transparency
+    note: str = ""  # what it looks like, in a few words, for people and models choosing one
 
 
 BUILTIN_STYLES: dict[str, Style] = {
@@ -20,36 +21,42 @@ BUILTIN_STYLES: dict[str, Style] = {
             "A spot illustration of {prompt}. Clean editorial illustration, soft shading, "
             "limited palette, isolated subject with generous white space.",
             False,
+            "editorial illustration, isolated subject, white space",
         ),
         Style(
             "minimalist_vector_art",
             "Minimalist flat vector art of {prompt}. Simple geometric shapes, bold flat colours, "
             "no gradients, no text, on a plain solid white background.",
             True,
+            "flat vector shapes; plain background removed (transparent)",
         ),
         Style(
             "symbolic_representation",
             "A symbolic, abstract representation of {prompt}. One clear central symbol, "
             "strong silhouette, on a plain solid white background.",
             True,
+            "one abstract symbol; plain background removed (transparent)",
         ),
         Style(
             "photorealistic",
             "A photorealistic photograph of {prompt}. Natural light, realistic textures, "
             "shallow depth of field, shot on a full-frame camera.",
             False,
+            "a natural-light photograph",
         ),
         Style(
             "icon",
             "An app icon of {prompt}. Centered single glyph, crisp edges, simple shapes, "
             "readable at small sizes, on a plain solid white background.",
             True,
+            "an app-icon glyph; plain background removed (transparent)",
         ),
         Style(
             "logo",
             "A logo for {prompt}. Distinctive mark, vector style, balanced negative space, "
             "no photographic detail, on a plain solid white background.",
             True,
+            "a logo mark; plain background removed (transparent)",
         ),
     )
 }

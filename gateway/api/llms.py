@@ -17,15 +17,6 @@ from ..params import MAX_NEG, MAX_SEED, ParseRules
 from ..urls import live_url
 from .routing import Call, Operation
 
-STYLE_NOTES = {
-    "spot_illustration": "editorial illustration, isolated subject, white space",
-    "minimalist_vector_art": "flat vector shapes; plain background removed (transparent)",
-    "symbolic_representation": "one abstract symbol; plain background removed (transparent)",
-    "photorealistic": "a natural-light photograph",
-    "icon": "an app-icon glyph; plain background removed (transparent)",
-    "logo": "a logo mark; plain background removed (transparent)",
-}
-
 
 def llms_text(base: str, rules: ParseRules, demo: bool) -> str:
     """The document, with examples on `base`."""
@@ -37,7 +28,7 @@ def llms_text(base: str, rules: ParseRules, demo: bool) -> str:
     ]
     srcset = ", ".join(f"{url} {w}w" for w, url in sizes)
     ratios = ", ".join(f"{ratio_text(r)} ({w}x{h})" for r, (w, h) in NATIVE_SIZES.items())
-    styles = "\n".join(f"- `{name}`: {STYLE_NOTES.get(name, '')}" for name in BUILTIN_STYLES)
+    styles = "\n".join(f"- `{name}`: {style.note}" for name, style in BUILTIN_STYLES.items())
     generators = ", ".join(sorted(rules.generator_ids))
     demo_line = (
         "The `demo` project is open on this gateway: its URLs need no key and no signature."
