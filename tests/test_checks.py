@@ -11,7 +11,15 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("gateway", "transforms", "generators", "cache")
+# Each import name under promptpix, and its folder.
+FOLDERS = {
+    "gateway": "gateway",
+    "transforms": "transforms",
+    "generators": "generators",
+    "cache": "cache",
+    "client": "sdk/python",
+}
+PACKAGES = tuple(FOLDERS)
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.timeout(600)
@@ -21,8 +29,8 @@ def link_tree(where: Path) -> Path:
     """promptpix/gateway -> gateway, and so on: the import names, as folders mypy can read."""
     top = where / "promptpix"
     top.mkdir(parents=True)
-    for name in PACKAGES:
-        (top / name).symlink_to(ROOT / name, target_is_directory=True)
+    for name, folder in FOLDERS.items():
+        (top / name).symlink_to(ROOT / folder, target_is_directory=True)
     return where
 
 

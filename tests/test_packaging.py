@@ -1,4 +1,5 @@
-"""The four package folders install under one import name, and no generic name leaks."""
+"""The package folders (and the client's, sdk/python) install under one import name, and no
+generic name leaks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ PROBE = """
 import importlib.util, sys
 import promptpix
 import promptpix.cache, promptpix.gateway, promptpix.generators, promptpix.transforms
-names = ("cache", "gateway", "generators", "transforms")
+import promptpix.client
+names = ("cache", "gateway", "generators", "transforms", "client", "sdk")
 leaked = [n for n in names if importlib.util.find_spec(n)]
 print(",".join(leaked) or "none")
 """
