@@ -87,6 +87,23 @@ class Outcome:
     elapsed_ms: float
 
 
+# A live parameter's error, told in the body's own names.
+BODY_NAMES = {
+    "ar": "aspect_ratio",
+    "neg": "negative_prompt",
+    "anchor": "options.crop_anchor",
+    "rmbg": "options.remove_background",
+}
+
+
+def in_body_names(exc: BadParameter) -> BadParameter:
+    if exc.param in BODY_NAMES:
+        theirs = BODY_NAMES[exc.param]
+        exc.message = exc.message.replace(f"'{exc.param}'", f"'{theirs}'")
+        exc.param = theirs
+    return exc
+
+
 def fields_of(body: GenerationBody) -> dict[str, str]:
     """The body's parameters as a live URL's query would carry them."""
     out = {"prompt": body.prompt}
@@ -190,7 +207,10 @@ class Generations:
             if not is_id("flow", body.flow_id):
                 raise UnknownFlow(f"no flow {body.flow_id[:64]!r} in this project", param="flow_id")
             flow, parent = await self._flow(project.slug, body.flow_id)
-        request = parse_fields(fields, project, self.rules)
+        try:
+            request = parse_fields(fields, project, self.rules)
+        except BadParameter as exc:
+            raise in_body_names(exc) from None
         resolved = await self.references.resolve(
             project.slug, request.gen.prompt, body.references, flow
         )
@@ -335,8 +355,13 @@ class Generations:
         original["fmt"] = "png"
         if not by_key:
             original["ar"] = native
+        # A preset crops this image: its ratio is written out, or `w`x`h` would choose
+        # another (and so another original, another generation).
+        view = (
+            {} if by_key or "ar" in fields else {"ar": ratio_text(prepared.request.transform.view)}
+        )
         presets = {
-            name: url({"w": str(w), "h": str(h), "fit": "cover"})
+            name: url({**view, "w": str(w), "h": str(h), "fit": "cover"})
             for name, (w, h) in PRESETS.items()
         }
         candidates = widths(fields, self.rules.max_dimension)

@@ -136,6 +136,20 @@ def test_a_generation_and_its_live_url_are_one_original(
     assert usage["generations"] == 1
 
 
+def test_presets_of_a_default_ratio_crop_the_same_original(
+    gateway: Gateway, fake: FakeServer, project: tuple[str, str]
+) -> None:
+    _, key = project
+    before = len(gemini_calls(fake))
+    with api(gateway, key) as client:
+        out = generate(client, prompt="a lone pine on a ridge")  # no aspect_ratio: 1:1
+        for name, size in {"thumb": (256, 256), "card": (640, 400), "og": (1200, 630)}.items():
+            got = client.get(out["urls"][name])
+            assert got.status_code == 200 and size_of(got.content) == size
+            assert got.headers["x-image-id"] == out["original_key"], name
+    assert len(gemini_calls(fake)) == before + 1
+
+
 def test_a_signing_project_gets_signed_urls(gateway: Gateway) -> None:
     _, key = new_project(gateway.url, signing="required")
     with api(gateway, key) as client:
@@ -186,7 +200,8 @@ def test_bad_bodies_are_clear_4xx(gateway: Gateway, project: tuple[str, str]) ->
         assert_error(client.post("/v1/generations", json={}), 400)
         assert_error(client.post("/v1/generations", json={"prompt": "x", "zz": 1}), 400)
         bad_ratio = client.post("/v1/generations", json={"prompt": "x", "aspect_ratio": "0:1"})
-        assert_error(bad_ratio, 400, param="ar")
+        assert_error(bad_ratio, 400, param="aspect_ratio")
+        assert "aspect_ratio" in bad_ratio.json()["error"]["message"]
         big = {"prompt": "x", "metadata": {f"k{i}": "v" * 100 for i in range(50)}}
         assert_error(client.post("/v1/generations", json=big), 400, param="metadata")
         assert_error(client.post("/v1/generations?wait=maybe", json={"prompt": "x"}), 400)
