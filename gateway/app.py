@@ -33,6 +33,8 @@ from .generations import Generations
 from .health import Health
 from .images import Images
 from .live import PREFIX, LiveImages
+from .mcp_http import PATH as MCP_PATH
+from .mcp_http import McpEndpoint
 from .metrics import Metrics
 from .originals import Originals
 from .params import ParseRules
@@ -165,6 +167,7 @@ class App:
         self.metrics.watch(health.gauges)  # several workers: each publishes its own
         self.control = Control(store, self.chain.ids)
         self.docs = docs.Docs()
+        self.mcp = McpEndpoint(self, self.admission, cfg.server.mcp_hosts)
         self.operations = [
             *admin.operations(self.control),
             *urls.operations(self.projects, rules, cfg.server.public_url),
@@ -205,6 +208,9 @@ class App:
             if scope["path"].startswith(ASSET_PREFIX):
                 await self.asset_images(scope, receive, send)
                 return
+            if scope["path"] == MCP_PATH:
+                await self.mcp(scope, receive, send)
+                return
             status = 500
 
             async def counting_send(message: Message) -> None:
@@ -230,6 +236,7 @@ class App:
                 await self.projects.start()
                 if self.semantic is not None:
                     await self.semantic.start()
+                await self.mcp.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
@@ -237,6 +244,7 @@ class App:
                 return
 
     async def shutdown(self) -> None:
+        await self.mcp.stop()
         # Generations under way finish and are stored before the process exits.
         await self.generations.drain()
         await self.warming.drain()

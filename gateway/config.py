@@ -44,7 +44,10 @@ SERVER_ENV = {
     "public_url": "PROMPTPIX_PUBLIC_URL",
     "max_upload_mb": "PROMPTPIX_MAX_UPLOAD_MB",
     "v2_project": "PROMPTPIX_V2_PROJECT",
+    "mcp_allowed_hosts": "PROMPTPIX_MCP_ALLOWED_HOSTS",
 }
+# The Host values `/mcp` answers (DNS-rebinding protection): `name`, `name:port`, `name:*`.
+_HOST_PATTERN = re.compile(r"^(\*|(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}|\*))?)$")
 
 
 class ConfigError(ValueError):
@@ -66,6 +69,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, rename=SERVER_EN
     public_url: str = ""  # how pages reach the gateway (URLs it writes); "": the request's
     max_upload_mb: UploadMegabytes = 20  # largest asset upload (`POST /v1/assets`), in MiB
     v2_project: ProjectSlug = "demo"  # the project `/api/v2/generate` acts in
+    # Host headers `/mcp` answers, comma-separated (`*`: any); the public URL's host is added.
+    mcp_allowed_hosts: str = "127.0.0.1:*,localhost:*,[::1]:*"
 
     def __post_init__(self) -> None:
         try:
@@ -76,8 +81,21 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, rename=SERVER_EN
             ) from None
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ValueError("PROMPTPIX_PUBLIC_URL: must be an http:// or https:// URL")
+        if not all(_HOST_PATTERN.match(h) for h in self.mcp_hosts):
+            raise ValueError(
+                "PROMPTPIX_MCP_ALLOWED_HOSTS: must be host names, host:port or host:*, "
+                "comma-separated (or *)"
+            )
         if self.admin_token and len(self.admin_token) < 16:
             raise ValueError("PROMPTPIX_ADMIN_TOKEN: must be 16 characters or more")
+
+    @property
+    def mcp_hosts(self) -> tuple[str, ...]:
+        """The allowed Host values of `/mcp`, with the public URL's own."""
+        hosts = [h.strip() for h in self.mcp_allowed_hosts.split(",") if h.strip()]
+        if self.public_url:
+            hosts.append(self.public_url.split("://", 1)[1].split("/", 1)[0])
+        return tuple(dict.fromkeys(hosts))
 
     @property
     def proxies(self) -> tuple[Network, ...]:

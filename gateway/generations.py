@@ -53,6 +53,7 @@ from .urls import asset_url, live_url, srcset, widths
 log = logging.getLogger("promptpix.generations")
 
 MAX_METADATA_BYTES = 4096
+PREVIEW_WIDTH = 512
 PRESETS = {"thumb": (256, 256), "card": (640, 400), "og": (1200, 630), "hero": (1920, 1080)}
 ANCHORS = {"smart": "attention"}  # the Image Builder's name for the saliency crop
 URL_SETS = 10_000
@@ -373,6 +374,7 @@ class Generations:
             original=self._url(base, project, original, prefix, original_key, by_key),
             live=url({}),
             srcset=set_,
+            preview=url({"w": str(PREVIEW_WIDTH), "fmt": "webp"}),
             **presets,
         )
 

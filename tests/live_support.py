@@ -47,6 +47,24 @@ def start_gateway(root: Path, workers: int = 1, server: str = "granian", **env: 
     return Gateway(root, settings, workers=workers, server=server).start(timeout=60)
 
 
+@contextlib.contextmanager
+def api_gateway(root: Path, admin: str, **env: str) -> Iterator[Gateway]:
+    """A gateway with the admin API on `admin`, and no AI stage (semantic cache, prompt
+    LLM, vision) that would slow a test of the API itself."""
+    server = start_gateway(
+        root,
+        PROMPTPIX_ADMIN_TOKEN=admin,
+        PROMPTPIX_SEMANTIC="off",
+        PROMPTPIX_PROMPT_LLM="off",
+        PROMPTPIX_VISION="off",
+        **env,
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def stored_meta(store: Path, key: str) -> dict[str, Any]:
     """An original's metadata as the file store at `store` keeps it."""
     stored = asyncio.run(FileStore(store).get(key))

@@ -24,7 +24,7 @@ from promptpix.client import (
 )
 from promptpix.client.urls import _split_query
 from tests import live_support as live
-from tests.live_support import magic, size_of, start_gateway
+from tests.live_support import magic, size_of
 from tests.services import Gateway, free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,17 +78,8 @@ def test_bad_mode_and_base_are_refused_before_any_request() -> None:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    server = start_gateway(
-        tmp_path_factory.mktemp("client"),
-        PROMPTPIX_ADMIN_TOKEN=ADMIN,
-        PROMPTPIX_SEMANTIC="off",
-        PROMPTPIX_PROMPT_LLM="off",
-        PROMPTPIX_VISION="off",
-    )
-    try:
+    with live.api_gateway(tmp_path_factory.mktemp("client"), ADMIN) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def project(gateway: Gateway, **fields: Any) -> tuple[str, str, dict[str, Any]]:

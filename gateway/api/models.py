@@ -237,6 +237,8 @@ class GenerationUrls(msgspec.Struct, kw_only=True):
     og: str  # 1200x630
     hero: str  # 1920x1080
     srcset: str
+    # The whole image 512 px wide in WebP: small enough to show inline (an agent's chat).
+    preview: str | None = None
 
 
 class PromptOut(msgspec.Struct, kw_only=True):
