@@ -38,6 +38,8 @@ from .mcp_http import McpEndpoint
 from .metrics import Metrics
 from .originals import Originals
 from .params import ParseRules
+from .playground import ASSET_PATH as PLAYGROUND_ASSETS
+from .playground import Playground
 from .projects import DEMO_SLUG, Projects, StoredProjects
 from .references import References
 from .rendering import Renderer
@@ -167,6 +169,12 @@ class App:
         self.metrics.watch(health.gauges)  # several workers: each publishes its own
         self.control = Control(store, self.chain.ids)
         self.docs = docs.Docs()
+        self.playground = Playground(
+            demo=cfg.demo_enabled,
+            max_dimension=cfg.server.max_dimension,
+            default_format=cfg.server.default_format,
+            public_url=cfg.server.public_url,
+        )
         self.mcp = McpEndpoint(self, self.admission, cfg.server.mcp_hosts)
         self.operations = [
             *admin.operations(self.control),
@@ -184,6 +192,7 @@ class App:
             ),
             health.providers_operation(public=cfg.demo_enabled),
             self.docs.operation(),
+            self.playground.operation(),
         ]
         self.operations.append(openapi.operation(self.operations, version("promptpix")))
         plain = [
@@ -193,6 +202,7 @@ class App:
                 ("/readyz", health.readyz, ["GET", "HEAD"]),
                 ("/metrics", health.metrics, ["GET"]),
                 (docs.ASSET_PATH, self.docs.asset, ["GET", "HEAD"]),
+                (PLAYGROUND_ASSETS, self.playground.asset, ["GET", "HEAD"]),
             )
         ]
         self.router = Router(

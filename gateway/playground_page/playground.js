@@ -160,7 +160,9 @@ function timings(header) {
   return header.split(",").map((part) => {
     const [name, ...rest] = part.trim().split(";");
     const dur = rest.map((p) => p.trim()).find((p) => p.startsWith("dur="));
-    return dur ? `${name} ${Number(dur.slice(4)).toFixed(1)} ms` : name;
+    if (!dur) return name;
+    const ms = Number(dur.slice(4));
+    return `${name} ${ms < 1 ? ms.toFixed(2) : ms.toFixed(1)} ms`;
   }).join(" · ");
 }
 
