@@ -274,3 +274,31 @@ def test_the_page_fits_a_phone(browser: Browser, gateway: Gateway) -> None:
         save_screenshot("playground-phone.png", page)
     finally:
         seen.context.close()
+
+
+def test_quota_and_permission_errors_are_shown_as_the_api_gives_them(
+    browser: Browser, gateway: Gateway
+) -> None:
+    slug, key = new_project(gateway.url, ADMIN, quota={"generations_per_month": 1})
+    _, read_only = new_project(gateway.url, ADMIN, scopes=("read",))
+    seen = visit(browser, gateway)
+    page = seen.page
+    try:
+        page.fill("#key", key)
+        page.click("#key-use")
+        ready(page, f"/i/{slug}?")  # the month's one generation
+        page.fill("#prompt", f"one more than the quota {uuid.uuid4().hex[:8]}")
+        expect(page.locator("body")).to_have_attribute("data-state", "error", timeout=30_000)
+        refused = page.locator("#live-url").text_content() or ""
+        answer = httpx.get(refused, timeout=30)
+        error = assert_error(answer, 429, "quota_exceeded")
+        assert page.locator("#error-title").text_content() == "429 quota_exceeded"
+        shown = page.locator("#error-message").text_content() or ""
+        assert error["message"] in shown
+        assert f"Retry after {answer.headers['retry-after']} s." in shown
+        # A key without the `generate` scope: POST /v1/urls answers 403, shown.
+        page.fill("#key", read_only)
+        page.click("#key-use")
+        expect(page.locator("#error-title")).to_have_text(re.compile(r"^403 forbidden"))
+    finally:
+        seen.context.close()
