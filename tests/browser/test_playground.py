@@ -6,8 +6,10 @@ gateway's errors are shown as it gives them."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -23,7 +25,7 @@ from promptpix.cache.control import Project
 from promptpix.gateway import urls
 from tests.browser.conftest import save_screenshot
 from tests.live_support import assert_error, new_project, start_gateway
-from tests.services import Gateway
+from tests.services import REPO, Gateway
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -302,3 +304,27 @@ def test_quota_and_permission_errors_are_shown_as_the_api_gives_them(
         expect(page.locator("#error-title")).to_have_text(re.compile(r"^403 forbidden"))
     finally:
         seen.context.close()
+
+
+def test_the_js_snippet_writes_the_previews_url(demo: Visit) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the JS SDK needs Node 18+")
+    page = demo.page
+    page.fill("#prompt", f"a paper boat on a puddle, 'rain' {uuid.uuid4().hex[:8]}")
+    page.fill("#h", "300")
+    page.select_option("#fit", "contain")
+    ready(page, "h=300")
+    # The snippet's URL part, run by node with the package name pointing at sdk/js.
+    js, _, _ = snippet(page, "js").partition("\n\n// generate")
+    sdk = (REPO / "sdk" / "js" / "src" / "index.js").as_uri()
+    code = js.replace('"@promptpix/sdk"', json.dumps(sdk)) + "\nconsole.log(url);\n"
+    ran = subprocess.run(
+        [node, "--input-type=module", "-e", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.strip() == preview_url(page)
