@@ -1,4 +1,5 @@
-"""The `promptpix` command: `serve`, `reindex`, and the control plane: projects, keys, sign."""
+"""The `promptpix` command: `serve`, `reindex`, the control plane (projects, keys, sign), the
+commands that talk to a running gateway (generate, batch, warm) and `mcp`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import tempfile
 
 from .admin_cli import add_commands, control_command
 from .config import Config, ConfigError
+from .remote_cli import COMMANDS as REMOTE_COMMANDS
+from .remote_cli import add_commands as add_remote_commands
+from .remote_cli import remote_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,11 +33,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("reindex", help="rebuild the index from what the store holds")
     add_commands(sub)
+    add_remote_commands(sub)
+    sub.add_parser(
+        "mcp",
+        help="the MCP tools over stdio, against PROMPTPIX_URL with PROMPTPIX_API_KEY",
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args.host, args.port, args.workers, args.server)
     if args.command == "reindex":
         return reindex_command()
+    if args.command in REMOTE_COMMANDS:
+        return remote_command(args)
+    if args.command == "mcp":
+        from .mcp_stdio import run  # the MCP SDK loads only for this command
+
+        return run(os.environ)
     return control_command(args)
 
 
