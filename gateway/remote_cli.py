@@ -320,13 +320,15 @@ def generate_command(args: argparse.Namespace) -> int:
         except PromptpixError as exc:
             raise setup_failure(exc, url) from None
         try:
-            shown = None
+            shown = wrote = None
             if "w" in live or "fmt" in live:
                 # The answer's live URL has no width or format: one with them is asked for,
                 # signed by the gateway when the project signs.
                 shown = client.urls(**live)["url"]
                 if args.output:
-                    Path(args.output).write_bytes(client.download(shown))
+                    data = client.download(shown)
+                    Path(args.output).write_bytes(data)
+                    wrote = f"wrote {args.output} ({len(data)} bytes)"
         except PromptpixError as exc:
             raise Stop(f"the image was made, but not fetched: {failure_line(exc)}", 1) from None
         except OSError as exc:
@@ -336,7 +338,7 @@ def generate_command(args: argparse.Namespace) -> int:
     else:
         print(shown or answer.get("urls", {}).get("live", ""), flush=True)
         if not args.quiet:
-            for line in details(answer, args.output):
+            for line in [*details(answer), *([wrote] if wrote else [])]:
                 print(line, file=sys.stderr)
     return 0
 
@@ -353,7 +355,7 @@ def output_format(path: str) -> Format:
     return fmt
 
 
-def details(answer: Mapping[str, Any], output: str | None) -> Iterator[str]:
+def details(answer: Mapping[str, Any]) -> Iterator[str]:
     """What a person wants to know beside the URL, for stderr."""
     image = answer.get("image") or {}
     cache = answer.get("cache") or {}
@@ -373,8 +375,6 @@ def details(answer: Mapping[str, Any], output: str | None) -> Iterator[str]:
         yield f"note: a fallback: the generators before {generator} failed (tried {tried})"
     elif generator == "local":
         yield "note: the offline 'local' generator made this: a drawn placeholder, no AI model"
-    if output:
-        yield f"wrote {output}"
 
 
 # --- batch ------------------------------------------------------------------------------
