@@ -23,7 +23,9 @@ def chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# Package-wide, not session-wide: Playwright's sync API keeps an event loop running in this
+# thread while it lives, and the tests after these call asyncio.run().
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium())
