@@ -37,18 +37,27 @@ async def drop_declared(request: Request) -> None:
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The raw body, refused as soon as it passes `limit` (or says it will)."""
+    """The raw body; refused when it passes `limit` (or says it will)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         await drop_declared(request)
         raise BodyTooLarge(f"the body is limited to {limit} bytes")
     chunks: list[bytes] = []
     size = 0
+    over = False
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(f"the body is limited to {limit} bytes")
+            # Too long without a declared length: the rest is read and dropped, as for a
+            # declared one (up to DROP_AT_MOST), so that the client reads the 413.
+            over = True
+            chunks.clear()
+            if size > DROP_AT_MOST:
+                break
+            continue
         chunks.append(chunk)
+    if over:
+        raise BodyTooLarge(f"the body is limited to {limit} bytes")
     return b"".join(chunks)
 
 
