@@ -8,6 +8,7 @@ import asyncio
 import base64
 import binascii
 import html
+import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -125,6 +126,8 @@ def build(
 ) -> FastMCP[Any]:
     """The server with its six tools. `local_files` lets `upload_asset` read a path (the
     stdio server, which runs on the user's own machine; never the HTTP one)."""
+    # One INFO line per MCP message ("Processing request of type ...") is noise in a log.
+    logging.getLogger("mcp").setLevel(logging.WARNING)
     server: FastMCP[Any] = FastMCP(
         "promptpix",
         instructions=INSTRUCTIONS,
