@@ -168,6 +168,9 @@ def test_streamable_http(gateway: Gateway) -> None:
             await check_tools(session, gateway)
 
     asyncio.run(go())
+    log = (gateway.root / f"gateway-{gateway.port}.log").read_text()
+    assert key not in log and key.split("_")[-1] not in log
+    assert "Processing request" not in log  # the SDK's per-message lines stay out
 
 
 def test_quota_is_a_tool_error_with_the_gateways_message(gateway: Gateway) -> None:
