@@ -1,8 +1,8 @@
 """An upload's body as `POST /v1/assets` takes it: `multipart/form-data` with a `file` part
 and an optional `alias` field, or the image itself with `Content-Type: image/...` (and
-`?alias=`). Either way no more than the limit (PROMPTPIX_MAX_UPLOAD_MB) is ever read: a body
-that declares more is refused before any of it is read, and one that turns out larger as
-soon as it passes the limit (413 `upload_too_large`).
+`?alias=`). Either way no more than the limit (PROMPTPIX_MAX_UPLOAD_MB) is ever kept: a body
+that declares more, or turns out larger, is refused (413 `upload_too_large`), after what
+is left of it is read and dropped when that is modest (api/bodies.py `drop_rest`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from .api.bodies import drop_declared
+from .api.bodies import declared_over, drop_declared, drop_rest, read_limited
 from .errors import (
     BadParameter,
     InvalidBody,
@@ -72,23 +72,8 @@ def _too_large(limit: int) -> UploadTooLarge:
     )
 
 
-def _declared_over(request: Request, limit: int) -> bool:
-    declared = request.headers.get("content-length", "")
-    return declared.isdigit() and int(declared) > limit
-
-
 async def _raw(request: Request, limit: int) -> bytes:
-    if _declared_over(request, limit):
-        await drop_declared(request)
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_limited(request, limit, _too_large(limit))
 
 
 @dataclass(slots=True)
@@ -162,16 +147,18 @@ async def _multipart(request: Request, limit: int) -> tuple[bytes, str | None]:
     boundary = options.get(b"boundary", b"")
     if not boundary:
         raise InvalidBody("multipart/form-data needs a boundary in its Content-Type")
-    if _declared_over(request, limit + SLACK):
+    if declared_over(request, limit + SLACK):
         await drop_declared(request)
         raise _too_large(limit)
     form = _Form(limit)
     parser = MultipartParser(boundary, form.callbacks())  # type: ignore[arg-type]
     size = 0
+    stream = request.stream()
     try:
-        async for chunk in request.stream():
+        async for chunk in stream:
             size += len(chunk)
             if size > limit + SLACK:
+                await drop_rest(stream, size)
                 raise _too_large(limit)
             parser.write(chunk)
         parser.finalize()

@@ -1,20 +1,28 @@
 """Request bodies: JSON only, bounded in size, decoded straight into the route's model.
 
-A body over the limit is refused (413) before it is all read; anything but JSON is 415 (JSON
-labelled as a form, as `curl -d` sends it, is read); a
-body that does not fit the model (a wrong type, a missing or unknown field) is 400 naming
-the field.
+A body over the limit is refused (413) and never kept (a modest one is read to its end
+first, so that the client reads the answer); anything but JSON is 415 (JSON labelled as a
+form, as `curl -d` sends it, is read); a body that does not fit the model (a wrong type, a
+missing or unknown field) is 400 naming the field.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import msgspec
 from starlette.requests import Request
 
-from ..errors import BadParameter, BodyTooLarge, InvalidBody, UnknownField, UnsupportedMediaType
+from ..errors import (
+    BadParameter,
+    BodyTooLarge,
+    GatewayError,
+    InvalidBody,
+    UnknownField,
+    UnsupportedMediaType,
+)
 
 T = TypeVar("T")
 MAX_BODY = 1 << 20  # 1 MiB: any JSON body of the API fits in far less
@@ -25,40 +33,47 @@ _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
-async def drop_declared(request: Request) -> None:
-    """Before refusing a body that declares too many bytes: read and drop them, up to
-    DROP_AT_MOST, so a client still sending reads the 413 rather than a reset connection.
-    A larger one is not read: the connection closes under it."""
+async def drop_rest(stream: AsyncIterator[bytes], size: int = 0) -> None:
+    """Read and drop what is left of a refused body (`size` bytes of it read already), up
+    to DROP_AT_MOST in all, so that a client still sending reads the 413 rather than a
+    reset connection. A larger one is not read: the connection closes under it."""
+    async for chunk in stream:
+        size += len(chunk)
+        if size > DROP_AT_MOST:
+            return
+
+
+def declared_over(request: Request, limit: int) -> bool:
     declared = request.headers.get("content-length", "")
-    if not declared.isdigit() or int(declared) > DROP_AT_MOST:
-        return
-    async for _ in request.stream():
-        pass
+    return declared.isdigit() and int(declared) > limit
+
+
+async def drop_declared(request: Request) -> None:
+    """Before refusing a body that declares too many bytes: drop it, if it is not huge."""
+    if not declared_over(request, DROP_AT_MOST):
+        await drop_rest(request.stream())
+
+
+async def read_limited(request: Request, limit: int, too_large: GatewayError) -> bytes:
+    """The raw body, of at most `limit` bytes. One that says it is longer, or turns out
+    longer, is dropped (see drop_rest) and refused with `too_large`."""
+    if declared_over(request, limit):
+        await drop_declared(request)
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    stream = request.stream()
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            await drop_rest(stream, size)
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The raw body; refused when it passes `limit` (or says it will)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        await drop_declared(request)
-        raise BodyTooLarge(f"the body is limited to {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    over = False
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            # Too long without a declared length: the rest is read and dropped, as for a
-            # declared one (up to DROP_AT_MOST), so that the client reads the 413.
-            over = True
-            chunks.clear()
-            if size > DROP_AT_MOST:
-                break
-            continue
-        chunks.append(chunk)
-    if over:
-        raise BodyTooLarge(f"the body is limited to {limit} bytes")
-    return b"".join(chunks)
+    return await read_limited(request, limit, BodyTooLarge(f"the body is limited to {limit} bytes"))
 
 
 FORM = "application/x-www-form-urlencoded"
