@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import html
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -23,6 +22,8 @@ from pydantic import BaseModel, Field
 from promptpix.client import AsyncClient, PromptpixError
 from promptpix.generators.ratios import NATIVE_SIZES, ratio_text
 from promptpix.generators.styles import BUILTIN_STYLES
+
+from .urls import img_tag
 
 # MCP clients (Claude Desktop among them) refuse a tool result over 1 MiB.
 MAX_IMAGE_BLOCK = 1 << 20
@@ -93,16 +94,6 @@ def _error(exc: PromptpixError) -> ToolError:
     return ToolError(text)
 
 
-def _img_tag(url: str, srcset: str, width: int, height: int, alt: str) -> str:
-    shown = min(width, 800)
-    sizes = f"(max-width: {shown}px) 100vw, {shown}px"
-    return (
-        f'<img src="{html.escape(url)}" srcset="{html.escape(srcset)}" '
-        f'sizes="{sizes}" width="{width}" height="{height}" '
-        f'alt="{html.escape(alt[:200])}" loading="lazy">'
-    )
-
-
 def _read_local(path: str) -> bytes:
     try:
         return Path(path).expanduser().read_bytes()
@@ -169,7 +160,7 @@ def build(
         }
         async with client_for(ctx) as client:
             try:
-                made = await client.generate(prompt, **{k: v for k, v in params.items() if v})
+                made = await client.generate(prompt, **params)
                 urls = made.get("urls") or {}
                 image = made.get("image")
                 if image is None:
@@ -178,16 +169,18 @@ def build(
             except PromptpixError as exc:
                 raise _error(exc) from None
         placeholder = made.get("generator") == "local" or bool(made.get("fallback_used"))
+        shown = min(image["width"], 800)  # the CSS width the tag's `sizes` asks for
         found = GeneratedImage(
             id=made.get("id", ""),
             url=urls.get("live", image["url"]),
             srcset=urls.get("srcset", ""),
-            img=_img_tag(
+            img=img_tag(
                 urls.get("live", image["url"]),
                 urls.get("srcset", ""),
-                image["width"],
-                image["height"],
-                prompt,
+                alt=prompt[:200],
+                sizes=f"(max-width: {shown}px) 100vw, {shown}px",
+                width=image["width"],
+                height=image["height"],
             ),
             width=image["width"],
             height=image["height"],
