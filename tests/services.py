@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,7 +23,38 @@ from pathlib import Path
 import httpx
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
+    """A loopback port nobody listens on, chosen below the kernel's ephemeral range.
+
+    A port the kernel hands out for `bind(0)` is also one it may give an outgoing
+    connection's local end a moment later (a server's own internal clients, say), and then
+    the server that was told to listen there fails with "address already in use". Ports
+    below the range are only ever taken on purpose. Each is handed out once per process.
+    """
+    low, _ = _ephemeral_range()
+    if low > 12000:
+        for _ in range(200):
+            port = random.randrange(10000, low)
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -78,11 +110,21 @@ class SeaweedFS:
         return f"http://127.0.0.1:{self.s3_port}"
 
     def start(self, timeout: float = 60) -> SeaweedFS:
+        if self.ports:  # a restart keeps its ports: clients hold the endpoint
+            return self._start(timeout)
+        for attempt in range(3):
+            self.ports = [free_port() for _ in range(13)]
+            try:
+                return self._start(timeout)
+            except TimeoutError as exc:
+                if attempt == 2 or "address already in use" not in str(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> SeaweedFS:
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
         data = self.root / "data"
         data.mkdir(parents=True, exist_ok=True)
-        if not self.ports:
-            self.ports = [free_port() for _ in range(13)]
         p = self.ports
         self.s3_port = p[6]
         args = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,6 +31,7 @@ from promptpix.generators.prompts import (
     validate_prompt,
 )
 from promptpix.generators.styles import apply_style
+from tests.services import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -162,12 +162,6 @@ async def validate_with(llm: TextLLM, prompt: str = LONG, **kwargs: Any) -> Any:
         return await validate_prompt(prompt, llm=llm, **kwargs)
     finally:
         await llm.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dead_url() -> str:
