@@ -73,6 +73,10 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
         proc.wait(5)
 
 
+class Exited(RuntimeError):
+    """The server's process ended while we waited for it: waiting longer cannot help."""
+
+
 def wait_until(check: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -80,6 +84,8 @@ def wait_until(check: object, timeout: float, what: str) -> None:
         try:
             if check():  # type: ignore[operator]
                 return
+        except Exited:
+            raise
         except Exception as exc:  # not up yet
             last = exc
         time.sleep(0.1)
@@ -116,9 +122,13 @@ class SeaweedFS:
             self.ports = [free_port() for _ in range(13)]
             try:
                 return self._start(timeout)
-            except TimeoutError as exc:
-                if attempt == 2 or "address already in use" not in str(exc):
+            except Exited as exc:
+                taken = ("address already in use", "is not available")  # at bind, at its check
+                if attempt == 2 or not any(words in str(exc) for words in taken):
                     raise
+                # A new start from nothing: the data and log name the ports it was given.
+                shutil.rmtree(self.root / "data")
+                (self.root / "weed.log").unlink()
         raise AssertionError("unreachable")
 
     def _start(self, timeout: float) -> SeaweedFS:
@@ -162,7 +172,7 @@ class SeaweedFS:
         def up() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited: {_log(self.root / 'weed.log')}")
+                raise Exited(f"weed exited: {_log(self.root / 'weed.log')}")
             # A bucket listing answers only once the filer behind S3 is ready.
             return httpx.get(self.endpoint + "/", timeout=2).status_code == 200
 
@@ -284,7 +294,7 @@ class PostgreSQL:
         def up() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited: {_log(self.root / 'postgres.log')}")
+                raise Exited(f"postgres exited: {_log(self.root / 'postgres.log')}")
             with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                 pass
             ready = subprocess.run(
@@ -370,7 +380,7 @@ class Nginx:
         def up() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {_log(self.root / 'nginx.out')}")
+                raise Exited(f"nginx exited: {_log(self.root / 'nginx.out')}")
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return True
 
@@ -431,9 +441,7 @@ class Gateway:
         def up() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"gateway exited: {_log(self.root / f'gateway-{self.port}.log')}"
-                )
+                raise Exited(f"gateway exited: {_log(self.root / f'gateway-{self.port}.log')}")
             return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
 
         wait_until(up, timeout, "promptpix")
