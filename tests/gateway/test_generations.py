@@ -19,7 +19,7 @@ import pytest
 
 from tests import live_support as live
 from tests.generator_fakes import FakeServer, gemini_ok, openai_ok, png
-from tests.live_support import assert_error, bearer, eventually, size_of, start_gateway
+from tests.live_support import assert_error, bearer, eventually, size_of
 from tests.services import Gateway
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,22 +36,16 @@ def fake() -> Iterator[FakeServer]:
 
 @pytest.fixture(scope="module")
 def gateway(fake: FakeServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    server = start_gateway(
+    with live.api_gateway(
         tmp_path_factory.mktemp("generations"),
+        ADMIN,
         GEMINI_API_KEY="test-key",
         PROMPTPIX_GEMINI_BASE_URL=fake.url,
         PROMPTPIX_GENERATORS="gemini,local",
         PROMPTPIX_GEMINI_RPM="0",
         PROMPTPIX_GEMINI_RETRIES="0",
-        PROMPTPIX_PROMPT_LLM="off",
-        PROMPTPIX_VISION="off",
-        PROMPTPIX_SEMANTIC="off",
-        PROMPTPIX_ADMIN_TOKEN=ADMIN,
-    )
-    try:
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def new_project(base: str, **fields: Any) -> tuple[str, str]:
@@ -353,29 +347,25 @@ def test_an_email_address_is_not_a_reference(gateway: Gateway, project: tuple[st
 def test_references_need_a_generator_that_takes_images(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    with FakeServer(openai_ok) as openai:
-        gateway = start_gateway(
+    with (
+        FakeServer(openai_ok) as openai,
+        live.api_gateway(
             tmp_path_factory.mktemp("no-references"),
+            ADMIN,
             OPENAI_API_KEY="test-key",
             PROMPTPIX_OPENAI_BASE_URL=openai.url,
             PROMPTPIX_GENERATORS="openai",
-            PROMPTPIX_PROMPT_LLM="off",
-            PROMPTPIX_VISION="off",
-            PROMPTPIX_SEMANTIC="off",
-            PROMPTPIX_ADMIN_TOKEN=ADMIN,
-        )
-        try:
-            slug, key = new_project(gateway.url)
-            with api(gateway, key) as client:
-                upload(client, png(20, 20), "logo")
-                refused = client.post("/v1/generations", json={"prompt": "a cup with @logo"})
-                assert_error(refused, 422, "references_unsupported")
-                live = client.get(f"/i/{slug}", params={"prompt": "a cup with @logo"})
-                assert_error(live, 422, "references_unsupported")
-                assert generate(client, prompt="a plain cup")["generator"] == "openai"
-            assert openai.count() == 1  # the refused requests called nothing
-        finally:
-            gateway.stop()
+        ) as gateway,
+    ):
+        slug, key = new_project(gateway.url)
+        with api(gateway, key) as client:
+            upload(client, png(20, 20), "logo")
+            refused = client.post("/v1/generations", json={"prompt": "a cup with @logo"})
+            assert_error(refused, 422, "references_unsupported")
+            on_url = client.get(f"/i/{slug}", params={"prompt": "a cup with @logo"})
+            assert_error(on_url, 422, "references_unsupported")
+            assert generate(client, prompt="a plain cup")["generator"] == "openai"
+        assert openai.count() == 1  # the refused requests called nothing
 
 
 # --- flows -------------------------------------------------------------------------------

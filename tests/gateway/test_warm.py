@@ -20,7 +20,6 @@ from tests.live_support import (
     bearer,
     eventually,
     generations,
-    start_gateway,
 )
 from tests.services import Gateway
 
@@ -32,18 +31,9 @@ PUBLIC = "https://img.example.test"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    server = start_gateway(
-        tmp_path_factory.mktemp("warm"),
-        PROMPTPIX_ADMIN_TOKEN=ADMIN,
-        PROMPTPIX_PUBLIC_URL=PUBLIC,
-        PROMPTPIX_SEMANTIC="off",
-        PROMPTPIX_PROMPT_LLM="off",
-        PROMPTPIX_VISION="off",
-    )
-    try:
+    root = tmp_path_factory.mktemp("warm")
+    with live.api_gateway(root, ADMIN, PROMPTPIX_PUBLIC_URL=PUBLIC) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def new_project(
